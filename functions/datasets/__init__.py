@@ -1,0 +1,1 @@
+"""Datasets: streaming JSONL validation and statistics (see validate.validate_stream)."""

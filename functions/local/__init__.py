@@ -1,0 +1,1 @@
+"""Local emulation of the AWS pieces the platform stands on: moto, redis-server, SQS event sources."""

@@ -1,0 +1,200 @@
+"""`make run`: the whole platform on one machine, in one process plus children (moto server, redis-server).
+
+The API runs under uvicorn; SQS pollers call the worker handlers exactly as Lambda's event source mapping
+would; MongoDB is MONGODB_URL or an embedded in-process store. Everything is configured through the same
+settings (environment variables) the cloud uses, so the code paths are the cloud's.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from functions.core import names
+from functions.core.settings import Settings, get_settings
+from functions.local import procs
+from functions.local.resources import LocalResources, ensure_resources
+from functions.local.sqs_poller import SqsPoller
+
+DEMO_TENANT = "demo"
+_FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+def _worker_handlers() -> dict[str, Callable[[dict[str, Any], Any], Any]]:
+    from functions.workers import ingest
+
+    return {names.INGEST_QUEUE: ingest.handler}
+
+
+class Platform:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_dir: str | None = "logs",
+        visibility_overrides: dict[str, int] | None = None,
+        poll_wait_seconds: int = 1,
+        print_fn: Callable[[str], None] = print,
+    ) -> None:
+        self.port = port
+        self.log_dir = log_dir
+        self.visibility_overrides = visibility_overrides
+        self.poll_wait_seconds = poll_wait_seconds
+        self.say = print_fn
+        self.children: list[procs.Child] = []
+        self.pollers: list[SqsPoller] = []
+        self.resources: LocalResources | None = None
+        self.admin_key = ""
+        self.demo_key = ""
+        self._saved_env: dict[str, str | None] = {}
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _setenv(self, name: str, value: str) -> None:
+        self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def start(self) -> Platform:
+        base = Settings()
+        self.port = self.port or base.port
+        if not base.aws_endpoint_url:
+            moto = procs.start_moto()
+            self.children.append(moto)
+            self._setenv("AWS_ENDPOINT_URL", moto.url)
+            for name, value in _FAKE_AWS.items():
+                self._setenv(name, value)
+            self.say(f"S3/SQS: moto server at {moto.url}")
+        if not base.redis_dsn:
+            redis = procs.start_redis()
+            self.children.append(redis)
+            self._setenv("REDIS_URL", redis.url)
+            self.say(f"Redis: redis-server at {redis.url}")
+        self._setenv("AWS_REGION", base.aws_region)
+        self._setenv("AWS_DEFAULT_REGION", base.aws_region)
+        if self.log_dir:
+            self._setenv("LOG_DIR", self.log_dir)
+        self.admin_key = (
+            base.admin_api_key.get_secret_value() if base.admin_api_key else "msa-" + secrets.token_urlsafe(24)
+        )
+        self._setenv("ADMIN_API_KEY", self.admin_key)
+        self._reset_singletons()
+
+        import boto3
+
+        settings = get_settings()
+        s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+        sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+        self.resources = ensure_resources(s3, sqs, settings, visibility_overrides=self.visibility_overrides)
+        for field, value in self.resources.settings_overrides().items():
+            self._setenv(field.upper(), value)
+        self._reset_singletons()
+        self.say(
+            "MongoDB: " + ("MONGODB_URL" if get_settings().mongodb_url else "embedded in-process store, not durable")
+        )
+        self.demo_key = self._demo_tenant()
+        for queue, handler in _worker_handlers().items():
+            poller = SqsPoller(sqs, self.resources.url(queue), handler, wait_seconds=self.poll_wait_seconds)
+            poller.start()
+            self.pollers.append(poller)
+        self._serve()
+        return self
+
+    def _reset_singletons(self) -> None:
+        from functions.store import blobs, cache, mongo
+
+        get_settings.cache_clear()
+        blobs.reset_blobs()
+        cache.reset_cache()
+        # The embedded store lives as long as the process: keep it across resets unless MONGODB_URL changed.
+        if get_settings().mongodb_url:
+            mongo.reset_store()
+
+    def _demo_tenant(self) -> str:
+        from functions.store.mongo import get_store
+        from functions.tenants import service
+
+        store = get_store()
+        if store.tenants.get(DEMO_TENANT) is None:
+            service.create_tenant(store, DEMO_TENANT, {})
+        _, key = service.issue_key(store, DEMO_TENANT, "make run")
+        return key
+
+    def _serve(self) -> None:
+        import uvicorn
+
+        from functions.api.app import create_app
+
+        config = uvicorn.Config(create_app(), host="127.0.0.1", port=self.port or 8000, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if not self._thread.is_alive():
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the API did not answer on {self.url}/health (port in use?)")
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Process every queued message now (tests)."""
+        for poller in self.pollers:
+            poller.drain(timeout)
+
+    def stop(self) -> None:
+        for poller in self.pollers:  # ask all first, so shutdown waits for the slowest handler, not the sum
+            poller.request_stop()
+        for poller in self.pollers:
+            poller.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._thread is not None:
+                self._thread.join(10)
+        for child in reversed(self.children):
+            child.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        get_settings.cache_clear()
+
+
+def main(port: int | None = None) -> None:
+    procs.exit_on_sigterm()
+    platform = Platform(port)
+    try:
+        platform.start()
+        platform.say(
+            "\n".join(
+                [
+                    f"API:          {platform.url}  (docs at {platform.url}/docs)",
+                    f"Admin key:    {platform.admin_key}",
+                    f"Demo tenant:  {DEMO_TENANT}  key {platform.demo_key}",
+                    "Try:          curl -H 'Authorization: Bearer <demo key>' "
+                    f"-F purpose=fine-tune -F file=@data.jsonl {platform.url}/v1/files",
+                    "Mini Studio ready",
+                ]
+            )
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        platform.say("stopping")
+    finally:
+        platform.stop()

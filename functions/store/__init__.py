@@ -1,0 +1,1 @@
+"""The only place that speaks pymongo, redis or S3."""

@@ -1,0 +1,114 @@
+"""Redis: tenant config and API-key cache with TTL, per-tenant rate limits.
+
+Redis is an accelerator, never a dependency: when it is down every call degrades (cache miss, rate limit not
+enforced), the failure is logged once per outage, and Redis is not retried for a few seconds so requests do not
+each wait for a connect timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from functions.core.observability import log
+from functions.core.settings import Settings, get_settings
+
+RETRY_AFTER_FAILURE_SECONDS = 5.0
+
+
+class Cache:
+    def __init__(self, url: str | None, timeout: float = 0.5) -> None:
+        self.url = url
+        self._client: Any = None
+        self._down_until = 0.0
+        self._timeout = timeout
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None and self.url:
+            import redis
+
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout, decode_responses=True
+            )
+        return self._client
+
+    def _call(self, op: str, fn: Any) -> Any:
+        if not self.url or time.monotonic() < self._down_until:
+            return None
+        import redis
+
+        try:
+            return fn(self.client)
+        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                first = self._down_until == 0.0
+                self._down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+            if first:
+                log("warning", "redis unavailable; falling back to MongoDB and skipping rate limits", op=op, error=str(exc))
+            return None
+
+    def available(self) -> bool:
+        result = self._call("ping", lambda r: r.ping())
+        if result:
+            self._down_until = 0.0
+        return bool(result)
+
+    def get_json(self, key: str) -> Any:
+        raw = self._call("get", lambda r: r.get(key))
+        return json.loads(raw) if raw else None
+
+    def set_json(self, key: str, value: Any, ttl: int) -> None:
+        self._call("set", lambda r: r.set(key, json.dumps(value), ex=ttl))
+
+    def delete(self, *keys: str) -> None:
+        if keys:
+            self._call("delete", lambda r: r.delete(*keys))
+
+    def hit_window(self, key: str, window_seconds: int) -> int | None:
+        """Count one hit in a fixed window; returns the count so far, or None when Redis is unavailable."""
+
+        def op(r: Any) -> int:
+            pipe = r.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, window_seconds + 1, nx=True)
+            count, _ = pipe.execute()
+            return int(count)
+
+        return self._call("rate_limit", op)
+
+
+def tenant_key(client_code: str) -> str:
+    return f"tenant:{client_code}"
+
+
+def api_key_key(key_hash: str) -> str:
+    return f"apikey:{key_hash}"
+
+
+_cache: Cache | None = None
+_cache_lock = threading.Lock()
+
+
+def connect(settings: Settings) -> Cache:
+    if not settings.redis_dsn:
+        log("warning", "Redis not configured (REDIS_URL/REDIS_HOST): caching and rate limits are off")
+    return Cache(settings.redis_dsn, settings.redis_timeout_seconds)
+
+
+def get_cache() -> Cache:
+    global _cache
+    if _cache is None:
+        with _cache_lock:
+            if _cache is None:
+                _cache = connect(get_settings())
+    return _cache
+
+
+def reset_cache(cache: Cache | None = None) -> None:
+    global _cache
+    with _cache_lock:
+        _cache = cache

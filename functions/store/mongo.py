@@ -1,0 +1,228 @@
+"""MongoDB repositories. MONGODB_URL selects a real server; unset means an embedded mongomock (not durable).
+
+Every status change is a conditional `find_one_and_update` on the expected current status, so a duplicate or
+late message can never move a record backwards or twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from functions.core import names
+from functions.core.errors import Conflict
+from functions.core.models import ApiKey, Dataset, Tenant, Upload, now
+from functions.core.observability import log
+from functions.core.settings import Settings, get_settings
+
+_lock = threading.Lock()
+_store: Store | None = None
+
+
+def _after() -> Any:
+    from pymongo import ReturnDocument
+
+    return ReturnDocument.AFTER
+
+
+class Page:
+    """One page of a cursor-paginated list (OpenAI's `after` + `limit`)."""
+
+    def __init__(self, items: list[dict[str, Any]], has_more: bool) -> None:
+        self.items = items
+        self.has_more = has_more
+
+
+def _page(collection: Any, query: dict[str, Any], after: str | None, limit: int, order: str) -> Page:
+    """Records sort by `seq` (creation time in ns); `after` names the last id of the previous page."""
+    direction = -1 if order == "desc" else 1
+    if after:
+        anchor = collection.find_one({**query, "_id": after}, {"seq": 1})
+        if anchor is not None:
+            query = {**query, "seq": {"$lt" if direction == -1 else "$gt": anchor["seq"]}}
+    cursor = collection.find(query).sort([("seq", direction), ("_id", direction)]).limit(limit + 1)
+    items = list(cursor)
+    return Page(items[:limit], len(items) > limit)
+
+
+class TenantRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.TENANTS]
+
+    def create(self, tenant: Tenant) -> Tenant:
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            self.col.insert_one(tenant.doc())
+        except DuplicateKeyError:
+            raise Conflict(f"tenant {tenant.id!r} already exists", param="client_code") from None
+        return tenant
+
+    def get(self, client_code: str) -> Tenant | None:
+        doc = self.col.find_one({"_id": client_code})
+        return Tenant.model_validate(doc) if doc else None
+
+    def list(self) -> list[Tenant]:
+        return [Tenant.model_validate(d) for d in self.col.find().sort("_id", 1)]
+
+    def update_config(self, client_code: str, config: dict[str, Any]) -> Tenant | None:
+        sets = {f"config.{k}": v for k, v in config.items()}
+        doc = self.col.find_one_and_update({"_id": client_code}, {"$set": sets}, return_document=_after())
+        return Tenant.model_validate(doc) if doc else None
+
+
+class ApiKeyRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.API_KEYS]
+
+    def insert(self, key: ApiKey) -> ApiKey:
+        self.col.insert_one(key.doc())
+        return key
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        doc = self.col.find_one({"key_hash": key_hash, "revoked_at": None})
+        return ApiKey.model_validate(doc) if doc else None
+
+    def list(self, client_code: str) -> list[ApiKey]:
+        return [ApiKey.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("created_at", 1)]
+
+    def revoke(self, client_code: str, key_id: str) -> ApiKey | None:
+        doc = self.col.find_one_and_update(
+            {"_id": key_id, "client_code": client_code},
+            {"$set": {"revoked_at": now()}},
+            return_document=_after(),
+        )
+        return ApiKey.model_validate(doc) if doc else None
+
+
+class DatasetRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.DATASETS]
+
+    def insert(self, dataset: Dataset) -> Dataset:
+        self.col.insert_one(dataset.doc())
+        return dataset
+
+    def insert_once(self, dataset: Dataset) -> tuple[Dataset, bool]:
+        """Insert unless a record with this id exists; returns the stored record and whether it was new."""
+        result = self.col.update_one({"_id": dataset.id}, {"$setOnInsert": dataset.doc()}, upsert=True)
+        stored = self.col.find_one({"_id": dataset.id})
+        return Dataset.model_validate(stored), result.upserted_id is not None
+
+    def get(self, dataset_id: str, client_code: str | None = None) -> Dataset | None:
+        query: dict[str, Any] = {"_id": dataset_id}
+        if client_code is not None:
+            query["client_code"] = client_code
+        doc = self.col.find_one(query)
+        return Dataset.model_validate(doc) if doc else None
+
+    def by_key(self, bucket: str, key: str) -> Dataset | None:
+        doc = self.col.find_one({"bucket": bucket, "s3_key": key})
+        return Dataset.model_validate(doc) if doc else None
+
+    def page(self, client_code: str, purpose: str | None, after: str | None, limit: int, order: str) -> Page:
+        query: dict[str, Any] = {"client_code": client_code}
+        if purpose:
+            query["purpose"] = purpose
+        return _page(self.col, query, after, limit, order)
+
+    def transition(
+        self, dataset_id: str, expected: Iterable[str], status: str, **fields: Any
+    ) -> Dataset | None:
+        doc = self.col.find_one_and_update(
+            {"_id": dataset_id, "status": {"$in": list(expected)}},
+            {"$set": {"status": status, **fields}},
+            return_document=_after(),
+        )
+        return Dataset.model_validate(doc) if doc else None
+
+    def delete(self, dataset_id: str, client_code: str) -> bool:
+        return self.col.delete_one({"_id": dataset_id, "client_code": client_code}).deleted_count == 1
+
+
+class UploadRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.UPLOADS]
+
+    def insert(self, upload: Upload) -> Upload:
+        self.col.insert_one(upload.doc())
+        return upload
+
+    def get(self, upload_id: str, client_code: str | None = None) -> Upload | None:
+        query: dict[str, Any] = {"_id": upload_id}
+        if client_code is not None:
+            query["client_code"] = client_code
+        doc = self.col.find_one(query)
+        return Upload.model_validate(doc) if doc else None
+
+    def add_part(self, upload_id: str, part: dict[str, Any]) -> Upload | None:
+        """Append a part while the upload is still pending."""
+        doc = self.col.find_one_and_update(
+            {"_id": upload_id, "status": "pending"},
+            {"$push": {"parts": part}},
+            return_document=_after(),
+        )
+        return Upload.model_validate(doc) if doc else None
+
+    def transition(self, upload_id: str, expected: str, status: str, **fields: Any) -> Upload | None:
+        doc = self.col.find_one_and_update(
+            {"_id": upload_id, "status": expected},
+            {"$set": {"status": status, **fields}},
+            return_document=_after(),
+        )
+        return Upload.model_validate(doc) if doc else None
+
+
+class Store:
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.tenants = TenantRepo(db)
+        self.api_keys = ApiKeyRepo(db)
+        self.datasets = DatasetRepo(db)
+        self.uploads = UploadRepo(db)
+
+    def ensure_indexes(self) -> None:
+        self.api_keys.col.create_index("key_hash", unique=True)
+        self.api_keys.col.create_index("client_code")
+        self.datasets.col.create_index([("client_code", 1), ("seq", -1)])
+        self.datasets.col.create_index([("bucket", 1), ("s3_key", 1)], unique=True)
+        self.uploads.col.create_index([("client_code", 1), ("seq", -1)])
+
+    def ping(self) -> bool:
+        try:
+            self.db.command("ping")
+            return True
+        except Exception:
+            return False
+
+
+def connect(settings: Settings) -> Store:
+    if settings.mongodb_url:
+        from pymongo import MongoClient
+
+        client: Any = MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=5000, appname="ministudio", tz_aware=False)
+    else:
+        import mongomock
+
+        client = mongomock.MongoClient()
+        log("warning", "MongoDB: embedded in-process store (mongomock), not durable; set MONGODB_URL for a real server")
+    store = Store(client[settings.database_name])
+    store.ensure_indexes()
+    return store
+
+
+def get_store() -> Store:
+    global _store
+    if _store is None:
+        with _lock:
+            if _store is None:
+                _store = connect(get_settings())
+    return _store
+
+
+def reset_store(store: Store | None = None) -> None:
+    """Replace the process-wide store (tests, and the local runtime after it sets MONGODB_URL)."""
+    global _store
+    with _lock:
+        _store = store

@@ -1,0 +1,124 @@
+"""Tenant logic: create tenants and keys, authenticate bearer keys, enforce rate limits.
+
+Keys are shown once and stored only as SHA-256. Lookups go by hash (cached in Redis with a TTL, invalidated on
+revoke); the final comparison is constant-time. Redis down means MongoDB answers and rate limits are skipped.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from functions.core import ids
+from functions.core.errors import InvalidRequest, NotFound, RateLimited, Unauthorized
+from functions.core.models import ApiKey, Tenant
+from functions.core.settings import Settings
+from functions.store.cache import Cache, api_key_key, tenant_key
+from functions.store.mongo import Store
+
+RATE_WINDOW_SECONDS = 60
+CONFIG_KEYS = {"rate_limit_per_minute": int, "display_name": str}
+
+
+def validate_client_code(value: str, param: str = "client_code") -> str:
+    if not ids.valid_client_code(value):
+        raise InvalidRequest(
+            f"{param} {value!r} is invalid: use 2-32 characters of a-z, 0-9 and '-', starting with a letter",
+            param=param,
+        )
+    return value
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    for key, value in config.items():
+        expected = CONFIG_KEYS.get(key)
+        if expected is None:
+            raise InvalidRequest(f"config.{key} is not a known setting; known: {sorted(CONFIG_KEYS)}", param=f"config.{key}")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise InvalidRequest(f"config.{key} must be a {expected.__name__}", param=f"config.{key}")
+        if key == "rate_limit_per_minute" and not 1 <= value <= 1_000_000:
+            raise InvalidRequest("config.rate_limit_per_minute must be between 1 and 1000000", param=f"config.{key}")
+    return config
+
+
+def create_tenant(store: Store, client_code: str, config: dict[str, Any]) -> Tenant:
+    validate_client_code(client_code)
+    return store.tenants.create(Tenant(_id=client_code, config=validate_config(config)))
+
+
+def get_tenant(store: Store, cache: Cache, settings: Settings, client_code: str) -> Tenant | None:
+    cached = cache.get_json(tenant_key(client_code))
+    if cached is not None:
+        return Tenant.model_validate(cached)
+    tenant = store.tenants.get(client_code)
+    if tenant is not None:
+        cache.set_json(tenant_key(client_code), tenant.doc(), settings.tenant_cache_ttl_seconds)
+    return tenant
+
+
+def require_tenant(store: Store, client_code: str) -> Tenant:
+    tenant = store.tenants.get(client_code)
+    if tenant is None:
+        raise NotFound(f"tenant {client_code!r} not found", param="client_code")
+    return tenant
+
+
+def update_config(store: Store, cache: Cache, client_code: str, config: dict[str, Any]) -> Tenant:
+    tenant = store.tenants.update_config(client_code, validate_config(config))
+    if tenant is None:
+        raise NotFound(f"tenant {client_code!r} not found", param="client_code")
+    cache.delete(tenant_key(client_code))
+    return tenant
+
+
+def issue_key(store: Store, client_code: str, name: str | None) -> tuple[ApiKey, str]:
+    require_tenant(store, client_code)
+    secret = ids.new_api_key()
+    record = ApiKey(
+        _id=ids.new_id("key_"), client_code=client_code, key_hash=ids.hash_key(secret), prefix=secret[:8], name=name
+    )
+    return store.api_keys.insert(record), secret
+
+
+def revoke_key(store: Store, cache: Cache, client_code: str, key_id: str) -> ApiKey:
+    record = store.api_keys.revoke(client_code, key_id)
+    if record is None:
+        raise NotFound(f"API key {key_id!r} not found", param="key_id")
+    cache.delete(api_key_key(record.key_hash))
+    return record
+
+
+def authenticate(store: Store, cache: Cache, settings: Settings, bearer: str | None) -> Tenant:
+    if not bearer:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    key_hash = ids.hash_key(bearer)
+    client_code = cache.get_json(api_key_key(key_hash))
+    if client_code is None:
+        record = store.api_keys.by_hash(key_hash)
+        # Constant-time check of the stored digest, so timing tells nothing about how much of a key matched.
+        if record is None or not hmac.compare_digest(record.key_hash, key_hash):
+            raise Unauthorized("invalid API key")
+        client_code = record.client_code
+        cache.set_json(api_key_key(key_hash), client_code, settings.tenant_cache_ttl_seconds)
+    tenant = get_tenant(store, cache, settings, client_code)
+    if tenant is None or tenant.status != "active":
+        raise Unauthorized("invalid API key")
+    return tenant
+
+
+def authenticate_admin(admin_key: str | None, bearer: str | None) -> None:
+    if not admin_key:
+        raise Unauthorized("the admin API is disabled: set ADMIN_API_KEY")
+    if not bearer or not hmac.compare_digest(ids.hash_key(bearer), ids.hash_key(admin_key)):
+        raise Unauthorized("invalid admin key")
+
+
+def check_rate_limit(cache: Cache, settings: Settings, tenant: Tenant) -> None:
+    limit = tenant.rate_limit_per_minute or settings.rate_limit_per_minute
+    now = time.time()
+    window = int(now // RATE_WINDOW_SECONDS)
+    count = cache.hit_window(f"rl:{tenant.client_code}:{window}", RATE_WINDOW_SECONDS)
+    if count is not None and count > limit:
+        retry_after = max(1, int((window + 1) * RATE_WINDOW_SECONDS - now + 0.999))
+        raise RateLimited(f"rate limit of {limit} requests per minute exceeded", retry_after=retry_after)
