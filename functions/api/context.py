@@ -6,8 +6,9 @@ import re
 import uuid
 from contextvars import ContextVar
 
-from functions.core.observability import correlation_id as request_id_var
+from functions.core.observability import correlation_id
 
+request_id_var = correlation_id  # the request id is the log correlation id
 tenant_var: ContextVar[str | None] = ContextVar("tenant", default=None)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

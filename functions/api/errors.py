@@ -26,13 +26,15 @@ def error_response(
     body: dict[str, Any]
     if is_openai_path(path):
         error_type = kind or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        body = {"error": {"message": message, "type": error_type, "param": param, "code": code, "request_id": request_id}}
+        body = {
+            "error": {"message": message, "type": error_type, "param": param, "code": code, "request_id": request_id}
+        }
     else:
         body = {"ok": False, "error": message, "request_id": request_id}
     return JSONResponse(body, status_code=status)
 
 
-def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+def _loc(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or "body"
 

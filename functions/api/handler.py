@@ -21,7 +21,7 @@ def _warm() -> None:
 
 
 try:  # present only in Lambda's Python runtime with SnapStart
-    from snapshot_restore_py import register_before_snapshot  # type: ignore[import-not-found]
+    from snapshot_restore_py import register_before_snapshot
 
     register_before_snapshot(_warm)
 except ImportError:

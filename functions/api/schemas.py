@@ -131,14 +131,16 @@ class FileOut(BaseModel):
         report = d.validation or {}
         errors = report.get("errors") or []
         details = errors[0]["reason"] if errors else None
-        validation = Validation(status=d.status.value, **{k: v for k, v in report.items() if k in Validation.model_fields})
+        validation = Validation(
+            status=d.status.value, **{k: v for k, v in report.items() if k in Validation.model_fields}
+        )
         return cls(
             id=d.id,
             bytes=d.bytes,
             created_at=d.created_at,
             filename=d.filename,
             purpose="fine-tune",
-            status=openai_status(d.status),  # type: ignore[arg-type]
+            status=openai_status(d.status),
             status_details=details,
             validation=validation,
         )
@@ -213,7 +215,7 @@ class UploadOut(BaseModel):
             created_at=u.created_at,
             filename=u.filename,
             purpose=u.purpose,
-            status=u.status.value,  # type: ignore[arg-type]
+            status=u.status.value,
             expires_at=u.expires_at,
             file=FileOut.of(file) if file else None,
             presigned_post=presigned,
@@ -227,8 +229,14 @@ class UploadPartOut(BaseModel):
     upload_id: str
 
 
+ERROR_MODELS: tuple[type[BaseModel], ...] = (OpenAIError, SeedError)
+
+
 def _errors(model: type[BaseModel], *codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": model, "description": "error"} for code in codes}
+    # A $ref, not {"model": ...}: FastAPI builds a validator per route per status for `model`, which cost ~40% of
+    # the API's import time (bench/cold_start.py). app.openapi() adds these schemas to components instead.
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {code: {"description": "error", "content": {"application/json": {"schema": ref}}} for code in codes}
 
 
 OPENAI_ERRORS = _errors(OpenAIError, 400, 401, 404, 409, 413, 415, 422, 429)

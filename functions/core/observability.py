@@ -31,6 +31,7 @@ class _CorrelationFilter(logging.Filter):
             record.correlation_id = value
         return True
 
+
 _lock = threading.Lock()
 _logger: Logger | None = None
 

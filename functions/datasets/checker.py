@@ -34,7 +34,7 @@ class _System(msgspec.Struct, tag_field="role", tag="system", forbid_unknown_fie
     name: str | msgspec.UnsetType = msgspec.UNSET
 
 
-class _User(msgspec.Struct, tag_field="role", tag="user", forbid_unknown_fields=False, gc=False):
+class _User(msgspec.Struct, tag_field="role", tag="user", forbid_unknown_fields=True, gc=False):
     content: _Content
     name: str | msgspec.UnsetType = msgspec.UNSET
 
@@ -113,7 +113,7 @@ class LineChecker:
                         content = m.content
                         n = len(content) if content.__class__ is str else parts_chars(content)  # type: ignore[arg-type]
                         line_chars += n
-                        if n and m.__class__ is assistant and m.weight:  # type: ignore[union-attr]
+                        if n and m.__class__ is assistant and m.weight:
                             trainable = True
                     if trainable:
                         examples += 1

@@ -34,7 +34,9 @@ class Rejected:
     field: str | None = None
 
 
-def explain_line(line: bytes, no: int, file_format: Format | None, format_line: int | None) -> Accepted | Rejected | None:
+def explain_line(
+    line: bytes, no: int, file_format: Format | None, format_line: int | None
+) -> Accepted | Rejected | None:
     """Accepted with its counts, Rejected with a reason, or None for a blank line."""
     if not line.strip():
         return None
@@ -57,7 +59,10 @@ def explain_line(line: bytes, no: int, file_format: Format | None, format_line: 
     except msgspec.DecodeError as e:
         return Rejected(_json_problem(text, no, e))
     if not isinstance(obj, dict):
-        return Rejected(f"line {no} holds {_kind(obj)} where a JSON object is expected; each line must be one object such as {_CHAT_EXAMPLE}")
+        return Rejected(
+            f"line {no} holds {_kind(obj)} where a JSON object is expected; "
+            f"each line must be one object such as {_CHAT_EXAMPLE}"
+        )
     return _check_record(obj, no, file_format, format_line)
 
 
@@ -107,13 +112,14 @@ def _kind(value: Any) -> str:
     return "null"
 
 
-
 def _shown(value: Any, limit: int = 40) -> str:
     shown = json.dumps(value, ensure_ascii=False)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-def _check_record(obj: dict[str, Any], no: int, file_format: Format | None, format_line: int | None) -> Accepted | Rejected:
+def _check_record(
+    obj: dict[str, Any], no: int, file_format: Format | None, format_line: int | None
+) -> Accepted | Rejected:
     is_chat = "messages" in obj
     is_pc = "prompt" in obj or "completion" in obj
     if is_chat and is_pc:
@@ -143,7 +149,9 @@ def _check_prompt_completion(obj: dict[str, Any], no: int) -> Accepted | Rejecte
         if not isinstance(obj[key], str):
             return Rejected(f'line {no}: "{key}" is {_kind(obj[key])}; expected a string', key)
     if not obj["completion"]:
-        return Rejected(f'line {no}: "completion" is empty; give the text the model should learn to write', "completion")
+        return Rejected(
+            f'line {no}: "completion" is empty; give the text the model should learn to write', "completion"
+        )
     return Accepted("prompt_completion", 0, len(obj["prompt"]) + len(obj["completion"]))
 
 
@@ -204,9 +212,7 @@ def _check_message(message: Any, no: int, i: int) -> tuple[str, int, int] | Reje
     if "weight" in message:
         weight = message["weight"]
         if role != "assistant":
-            return Rejected(
-                f'line {no}: {where} has a "weight"; only assistant messages take one', f"{path}.weight"
-            )
+            return Rejected(f'line {no}: {where} has a "weight"; only assistant messages take one', f"{path}.weight")
         if isinstance(weight, bool) or not isinstance(weight, int) or weight not in (0, 1):
             return Rejected(
                 f"line {no}: {where} has weight {_shown(weight)}; use 0 (do not train on it) or 1 (train on it)",
@@ -224,11 +230,13 @@ def _content_chars(content: Any, no: int, where: str, path: str) -> int | Reject
     for j, part in enumerate(content):
         part_path = f"{path}[{j}]"
         if not isinstance(part, dict):
-            return Rejected(f"line {no}: {where} content part {j + 1} is {_kind(part)}; expected {_PARTS_HINT}", part_path)
+            return Rejected(
+                f"line {no}: {where} content part {j + 1} is {_kind(part)}; expected {_PARTS_HINT}", part_path
+            )
         if part.get("type") != "text":
             found = _shown(part["type"]) if "type" in part else "no type"
             return Rejected(
-                f'line {no}: {where} content part {j + 1} has {found}; only text parts '
+                f"line {no}: {where} content part {j + 1} has {found}; only text parts "
                 '({"type": "text", "text": "..."}) are supported',
                 f"{part_path}.type",
             )

@@ -16,7 +16,7 @@ from functions.core.models import Dataset, DatasetStatus, UploadStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
 from functions.datasets import uploads
-from functions.datasets.validate import LineError, Limits, ValidationReport, validate_stream
+from functions.datasets.validate import Limits, LineError, ValidationReport, validate_stream
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
 
@@ -101,7 +101,7 @@ def _from_incoming(store: Store, event: ObjectEvent, client_code: str, parts: li
     file_id = ids.derived_id("file-", event.bucket, event.key, event.etag, event.sequencer)
     dataset, created = store.datasets.insert_once(
         Dataset(
-            _id=file_id,
+            id=file_id,
             client_code=client_code,
             filename=parts[-1][:255],
             bucket=event.bucket,
@@ -129,7 +129,9 @@ def validate(store: Store, blobs: Blobs, settings: Settings, dataset: Dataset) -
     elif info.size > settings.max_dataset_bytes:
         report = _file_error(info.size, f"the file is {info.size} bytes; the limit is {settings.max_dataset_bytes}")
     elif dataset.source == "upload" and _declared(store, dataset) not in (None, info.size):
-        report = _file_error(info.size, f"the upload declared {_declared(store, dataset)} bytes but {info.size} arrived")
+        report = _file_error(
+            info.size, f"the upload declared {_declared(store, dataset)} bytes but {info.size} arrived"
+        )
     else:
         limits = Limits(
             max_bytes=settings.max_dataset_bytes,
@@ -169,4 +171,3 @@ def _file_error(size: int, reason: str) -> ValidationReport:
         error_count=1,
         errors=[LineError(line=None, reason=reason, field=None)],
     )
-

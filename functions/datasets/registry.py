@@ -90,7 +90,7 @@ def register_stream(
     key = dataset_key(client_code, file_id, filename)
     dfs_path = _mirror(settings, client_code, file_id, filename, stream)
     dataset = Dataset(
-        _id=file_id,
+        id=file_id,
         client_code=client_code,
         filename=filename[:255],
         purpose=purpose,

@@ -31,7 +31,9 @@ def create(
     check_purpose(purpose)
     check_filename(filename, param="filename")
     if mime not in MIME_TYPES:
-        raise UnsupportedMediaType(f"mime_type {mime!r} is not supported; use one of {list(MIME_TYPES)}", param="mime_type")
+        raise UnsupportedMediaType(
+            f"mime_type {mime!r} is not supported; use one of {list(MIME_TYPES)}", param="mime_type"
+        )
     if size < 1:
         raise InvalidRequest("bytes must be at least 1", param="bytes")
     if size > settings.max_dataset_bytes:
@@ -39,7 +41,7 @@ def create(
     upload_id = ids.new_id("upload_")
     created = now()
     upload = Upload(
-        _id=upload_id,
+        id=upload_id,
         client_code=client_code,
         filename=filename[:255],
         purpose=purpose,
@@ -119,7 +121,9 @@ def complete(
             raise InvalidRequest("part_ids lists a part more than once", param="part_ids")
         total = sum(by_id[p]["bytes"] for p in part_ids)
         if total != upload.bytes:
-            raise InvalidRequest(f"the parts hold {total} bytes but the upload declared {upload.bytes}", param="part_ids")
+            raise InvalidRequest(
+                f"the parts hold {total} bytes but the upload declared {upload.bytes}", param="part_ids"
+            )
         blobs.concat(upload.bucket, [by_id[p]["key"] for p in part_ids], upload.key, upload.mime_type)
     else:
         info = blobs.head(upload.bucket, upload.key)
@@ -139,7 +143,7 @@ def register(store: Store, upload: Upload) -> Dataset:
     """Record the upload's object as a dataset (idempotent) and mark the upload completed."""
     dataset, _ = store.datasets.insert_once(
         Dataset(
-            _id=upload.file_id,
+            id=upload.file_id,
             client_code=upload.client_code,
             filename=upload.filename,
             purpose=upload.purpose,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from functions.datasets.checker import OVERLONG, LineChecker
 from functions.datasets.report import Limits, LineError, ValidationReport, estimate_tokens, human_size
 
-__all__ = ["LineError", "Limits", "ValidationReport", "validate_stream"]
+__all__ = ["Limits", "LineError", "ValidationReport", "validate_stream"]
 
 _HEAD_BYTES = 16  # enough for every signature below and the BOM, even when chunks are tiny
 
@@ -139,7 +139,9 @@ def _report(checker: LineChecker, file_errors: list[LineError], total: int, limi
             )
         elif checker.lines == 0:
             file_errors.append(
-                LineError(None, 'the file has only blank lines; upload one JSON object per line, e.g. {"messages": [...]}')
+                LineError(
+                    None, 'the file has only blank lines; upload one JSON object per line, e.g. {"messages": [...]}'
+                )
             )
         elif checker.examples < limits.min_examples:
             fix = " (fix the lines listed or add examples)" if checker.error_count else "; add more examples"

@@ -5,11 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, Protocol
 
 from functions.core.settings import Settings, get_settings
 
 CHUNK = 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Blobs:
                     )
         return self._client
 
-    def put_stream(self, bucket: str, key: str, stream: IO[bytes], content_type: str = "application/jsonl") -> None:
+    def put_stream(self, bucket: str, key: str, stream: Readable, content_type: str = "application/jsonl") -> None:
         # upload_fileobj streams in parts (multipart above 8 MB): never the whole body in memory.
         self.client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type})
 

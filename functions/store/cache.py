@@ -48,7 +48,12 @@ class Cache:
                 first = self._down_until == 0.0
                 self._down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
             if first:
-                log("warning", "redis unavailable; falling back to MongoDB and skipping rate limits", op=op, error=str(exc))
+                log(
+                    "warning",
+                    "redis unavailable; falling back to MongoDB and skipping rate limits",
+                    op=op,
+                    error=str(exc),
+                )
             return None
 
     def available(self) -> bool:

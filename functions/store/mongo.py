@@ -127,9 +127,7 @@ class DatasetRepo:
             query["purpose"] = purpose
         return _page(self.col, query, after, limit, order)
 
-    def transition(
-        self, dataset_id: str, expected: Iterable[str], status: str, **fields: Any
-    ) -> Dataset | None:
+    def transition(self, dataset_id: str, expected: Iterable[str], status: str, **fields: Any) -> Dataset | None:
         doc = self.col.find_one_and_update(
             {"_id": dataset_id, "status": {"$in": list(expected)}},
             {"$set": {"status": status, **fields}},
@@ -201,7 +199,9 @@ def connect(settings: Settings) -> Store:
     if settings.mongodb_url:
         from pymongo import MongoClient
 
-        client: Any = MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=5000, appname="ministudio", tz_aware=False)
+        client: Any = MongoClient(
+            settings.mongodb_url, serverSelectionTimeoutMS=5000, appname="ministudio", tz_aware=False
+        )
     else:
         import mongomock
 

@@ -34,17 +34,19 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     for key, value in config.items():
         expected = CONFIG_KEYS.get(key)
         if expected is None:
-            raise InvalidRequest(f"config.{key} is not a known setting; known: {sorted(CONFIG_KEYS)}", param=f"config.{key}")
+            raise InvalidRequest(
+                f"config.{key} is not a known setting; known: {sorted(CONFIG_KEYS)}", param=f"config.{key}"
+            )
         if not isinstance(value, expected) or isinstance(value, bool):
             raise InvalidRequest(f"config.{key} must be a {expected.__name__}", param=f"config.{key}")
-        if key == "rate_limit_per_minute" and not 1 <= value <= 1_000_000:
+        if key == "rate_limit_per_minute" and isinstance(value, int) and not 1 <= value <= 1_000_000:
             raise InvalidRequest("config.rate_limit_per_minute must be between 1 and 1000000", param=f"config.{key}")
     return config
 
 
 def create_tenant(store: Store, client_code: str, config: dict[str, Any]) -> Tenant:
     validate_client_code(client_code)
-    return store.tenants.create(Tenant(_id=client_code, config=validate_config(config)))
+    return store.tenants.create(Tenant(id=client_code, config=validate_config(config)))
 
 
 def get_tenant(store: Store, cache: Cache, settings: Settings, client_code: str) -> Tenant | None:
@@ -76,7 +78,7 @@ def issue_key(store: Store, client_code: str, name: str | None) -> tuple[ApiKey,
     require_tenant(store, client_code)
     secret = ids.new_api_key()
     record = ApiKey(
-        _id=ids.new_id("key_"), client_code=client_code, key_hash=ids.hash_key(secret), prefix=secret[:8], name=name
+        id=ids.new_id("key_"), client_code=client_code, key_hash=ids.hash_key(secret), prefix=secret[:8], name=name
     )
     return store.api_keys.insert(record), secret
 

@@ -21,4 +21,6 @@ def chat_lines(n: int = 12, offset: int = 0) -> bytes:
 
 
 def prompt_completion_lines(n: int = 12) -> bytes:
-    return "".join(json.dumps({"prompt": f"{i} squared is", "completion": f" {i * i}"}) + "\n" for i in range(n)).encode()
+    return "".join(
+        json.dumps({"prompt": f"{i} squared is", "completion": f" {i * i}"}) + "\n" for i in range(n)
+    ).encode()

@@ -23,9 +23,7 @@ def _registry() -> Registry:
 
 def assert_openai(schema: str, body: Any) -> None:
     """Raise if body does not satisfy components/schemas/<schema> of the official spec."""
-    validator = jsonschema.Draft202012Validator(
-        {"$ref": f"{URI}#/components/schemas/{schema}"}, registry=_registry()
-    )
+    validator = jsonschema.Draft202012Validator({"$ref": f"{URI}#/components/schemas/{schema}"}, registry=_registry())
     errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
     if errors:
         raise AssertionError(f"{schema} violations: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5]))

@@ -63,7 +63,10 @@ def test_invalid_file_ends_error_with_line_numbers_and_reasons(
 
 
 def test_seed_upload_route_returns_the_seed_body_and_mirrors_to_dfs(
-    client: TestClient, make_tenant: Callable[..., Headers], env: Callable[..., Any], tmp_path: Path,
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    env: Callable[..., Any],
+    tmp_path: Path,
     ingest: Callable[[], int],
 ) -> None:
     env(DFS_BASE_PATH=str(tmp_path))
@@ -84,7 +87,9 @@ def test_seed_upload_route_returns_the_seed_body_and_mirrors_to_dfs(
 
 def test_seed_upload_without_dfs_reports_null_mirror(client: TestClient, make_tenant: Callable[..., Headers]) -> None:
     acme = make_tenant("acme")
-    body = client.post("/fine_tuning/upload-dataset/acme", headers=acme, files={"file": ("d.jsonl", chat_lines())}).json()
+    body = client.post(
+        "/fine_tuning/upload-dataset/acme", headers=acme, files={"file": ("d.jsonl", chat_lines())}
+    ).json()
     assert body["dataset_dfs"] is None
 
 

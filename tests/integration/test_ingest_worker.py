@@ -81,8 +81,14 @@ def test_duplicate_delivery_registers_and_validates_once(make_tenant: Callable[.
     ],
 )
 def test_bad_datasets_end_invalid_with_line_and_reason(
-    make_tenant: Callable[..., Headers], client: TestClient, s3: Any, ingest: Callable[[], int],
-    name: str, data: bytes, line: int | None, words: str,
+    make_tenant: Callable[..., Headers],
+    client: TestClient,
+    s3: Any,
+    ingest: Callable[[], int],
+    name: str,
+    data: bytes,
+    line: int | None,
+    words: str,
 ) -> None:
     acme = make_tenant("acme")
     s3.put_object(Bucket=get_settings().aws_bucket_name, Key=f"incoming/acme/{name}.jsonl", Body=data)

@@ -96,7 +96,9 @@ def test_tenant_config_is_cached_in_redis_and_invalidated_on_change(
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "config.rate_limit_per_minute"
 
 
-def test_rate_limit_answers_429_with_retry_after(client: TestClient, make_tenant: Callable[..., dict[str, str]]) -> None:
+def test_rate_limit_answers_429_with_retry_after(
+    client: TestClient, make_tenant: Callable[..., dict[str, str]]
+) -> None:
     acme = make_tenant("acme", rate_limit_per_minute=3)
     other = make_tenant("other")
     statuses = [client.get("/v1/files", headers=acme).status_code for _ in range(4)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tracemalloc
 from collections.abc import Iterator
@@ -82,40 +83,52 @@ def test_openai_text_parts_names_and_weights_are_accepted() -> None:
     assert (report.examples, report.messages) == (10, 40)
 
 
+def msg(role: Any, content: Any, **extra: Any) -> dict[str, Any]:
+    return {"role": role, "content": content, **extra}
+
+
+def line(*messages: dict[str, Any]) -> bytes:
+    return json.dumps({"messages": list(messages)}).encode()
+
+
+HI, OK = msg("user", "hi"), msg("assistant", "ok")
+IMAGE = [{"type": "image_url", "image_url": {"url": "x"}}]
 BAD_LINES: list[tuple[str, bytes, str, str | None]] = [
-    ("wrong role", json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}]}).encode(),
+    ("wrong role", line(HI, msg("bot", "yo")),
      'line 3: message 2 has role "bot"; use one of system, user, assistant', "messages[1].role"),
-    ("no assistant", json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),
-     "line 3 has no assistant message", "messages"),
-    ("only empty assistant", json.dumps(chat(reply="")).encode(), "no assistant message has both non-empty", "messages"),
-    ("non-string content", json.dumps({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]}).encode(),
+    ("no assistant", line(HI), "line 3 has no assistant message", "messages"),
+    ("only empty assistant", line(HI, msg("assistant", "")), "no assistant message has both non-empty", "messages"),
+    ("non-string content", line(msg("user", 42), OK),
      "message 1 (user) has content a number; expected a string or a list", "messages[0].content"),
-    ("image part", json.dumps(chat(user=[{"type": "image_url", "image_url": {"url": "x"}}])).encode(),  # type: ignore[arg-type]
+    ("image part", line(msg("user", IMAGE), OK),
      'content part 1 has "image_url"; only text parts', "messages[0].content[0].type"),
-    ("weight on user", json.dumps({"messages": [{"role": "user", "content": "a", "weight": 1}, {"role": "assistant", "content": "b"}]}).encode(),
+    ("weight on user", line(msg("user", "a", weight=1), OK),
      'message 1 (user) has a "weight"; only assistant messages take one', "messages[0].weight"),
-    ("weight not 0 or 1", json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 2}]}).encode(),
+    ("weight not 0 or 1", line(HI, msg("assistant", "b", weight=2)),
      "message 2 (assistant) has weight 2; use 0", "messages[1].weight"),
-    ("truncated json", json.dumps(chat()).encode()[:-7], "line 3 ends before its JSON is complete", None),
-    ("bad utf-8 in content", b'{"messages": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "x"}]}',
+    ("truncated json", line(HI, OK)[:-7], "line 3 ends before its JSON is complete", None),
+    ("bad utf-8 in content", line(msg("user", "caf"), OK).replace(b"caf", b"caf\xe9"),
      "line 3 is not valid UTF-8 (byte 0xe9 at byte 47 of the line)", None),
-    ("bad utf-8 in an ignored field", b'{"id": "\xff\xfe", ' + json.dumps(chat()).encode()[1:], "line 3 is not valid UTF-8", None),
+    ("bad utf-8 in an ignored field", b'{"id": "\xff\xfe", ' + line(HI, OK)[1:], "line 3 is not valid UTF-8", None),
     ("NUL bytes", b'{"messages": []}\x00\x00\x00', "line 3 contains NUL bytes", None),
     ("JSON array", json.dumps([chat()]).encode(), "line 3 holds an array where a JSON object is expected", None),
     ("JSON string", b'"hello"', "line 3 holds a string where a JSON object is expected", None),
     ("JSON number", b"3.5", "line 3 holds a number", None),
     ("mixed formats", b'{"prompt": "a", "completion": "b"}',
      "line 3 is prompt/completion but the file is chat format (set by line 1)", None),
-    ("neither format", b'{"text": "hello"}', 'has neither "messages" (chat format) nor "prompt" and "completion"; found keys: "text"', None),
-    ("two objects", json.dumps(chat()).encode() * 2, "line 3 has more than one JSON value", None),
+    ("neither format", b'{"text": "hello"}',
+     'has neither "messages" (chat format) nor "prompt" and "completion"; found keys: "text"', None),
+    ("two objects", line(HI, OK) * 2, "line 3 has more than one JSON value", None),
     ("NaN", b'{"messages": [{"role": "user", "content": "a", "x": NaN}]}', "line 3 is not valid JSON", None),
     ("pretty-printed", b"{", "the file looks like pretty-printed JSON", None),
-    ("stray BOM", b"\xef\xbb\xbf" + json.dumps(chat()).encode(), "line 3 starts with a UTF-8 byte-order mark", None),
+    ("stray BOM", b"\xef\xbb\xbf" + line(HI, OK), "line 3 starts with a UTF-8 byte-order mark", None),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("case", "line", "reason", "field"), BAD_LINES, ids=[c[0] for c in BAD_LINES])
-def test_bad_line_is_reported_with_its_line_number_and_reason(case: str, line: bytes, reason: str, field: str | None) -> None:
+def test_bad_line_is_reported_with_its_line_number_and_reason(
+    case: str, line: bytes, reason: str, field: str | None
+) -> None:
     # Given a good file whose third line (after a blank one) is bad
     data = good_chat(1) + b"\n" + line + b"\n" + good_chat(10)
 
@@ -268,7 +281,7 @@ def test_line_numbers_do_not_depend_on_chunk_size(size: int) -> None:
 def test_any_chunking_gives_the_same_report(cuts: list[int]) -> None:
     data = _mixed_file()
     bounds = [0, *sorted(c for c in cuts if c < len(data)), len(data)]
-    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
     assert validate_stream(pieces).to_dict() == validate_stream([data]).to_dict()
 
 
@@ -305,37 +318,50 @@ def test_report_to_dict_is_json() -> None:
 # Messages are mostly well-formed with one optional oddity, so records get far enough to reach every check.
 _text = st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
 _parts = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _text}), max_size=2)
-_plain_message = st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "user", "assistant"]), "content": st.one_of(_text, _parts)},
-    optional={"name": _text, "weight": st.sampled_from([0, 1])},
+_plain_message = st.one_of(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user"]), "content": st.one_of(_text, _parts)}, optional={"name": _text}
+    ),
+    st.fixed_dictionaries(  # replies are mostly non-empty, or most records would have nothing to train on
+        {"role": st.just("assistant"), "content": st.one_of(_text, _text.filter(bool), _text.filter(bool), _parts)},
+        optional={"name": _text, "weight": st.sampled_from([0, 1])},
+    ),
 )
 _defect = st.sampled_from(
     [
-        ("role", "bot"),
-        ("role", None),
-        ("content", 7),
-        ("content", None),
-        ("content", [{"type": "image_url", "text": "x"}]),
-        ("content", [{"type": "text"}]),
-        ("content", [{"type": "text", "text": "x", "extra": 1}]),
-        ("name", 3),
-        ("name", None),
         ("weight", 2),
+        ("weight", 1),
         ("weight", True),
         ("weight", 1.0),
         ("weight", None),
+        ("content", [{"type": "image_url", "text": "x"}]),
+        ("content", [{"type": "text"}]),
+        ("content", [{"type": "text", "text": "x", "extra": 1}]),
+        ("content", 7),
+        ("content", None),
+        ("name", 3),
+        ("name", None),
         ("extra", 1),
+        ("role", "bot"),
+        ("role", None),
     ]
 )
-_odd_message = st.tuples(_plain_message, _defect).map(lambda md: {**md[0], md[1][0]: md[1][1]})
-_message = st.integers(0, 4).flatmap(lambda k: _odd_message if k == 0 else _plain_message)
-_record = st.one_of(
-    st.fixed_dictionaries({"messages": st.lists(_message, max_size=5)}),
-    st.fixed_dictionaries({"prompt": st.one_of(_text, st.integers()), "completion": st.one_of(_text, st.none())}),
-)
 
 
-@given(_record)
+@st.composite
+def _records(draw: Any) -> dict[str, Any]:
+    """A prompt/completion record, or chat messages that are well-formed but for at most one defect."""
+    if draw(st.integers(0, 4)) == 0:
+        return {"prompt": draw(st.one_of(_text, st.integers())), "completion": draw(st.one_of(_text, st.none()))}
+    messages = draw(st.lists(_plain_message, max_size=4))  # [] too: that is an error of its own
+    if messages and draw(st.booleans()):
+        i = draw(st.integers(0, len(messages) - 1))
+        key, value = draw(_defect)
+        messages[i] = {**messages[i], key: value}
+    return {"messages": messages}
+
+
+@given(_records())
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_fast_path_agrees_with_the_precise_path(record: dict[str, Any]) -> None:
     file_format: Any = "chat" if "messages" in record else "prompt_completion"

@@ -25,8 +25,15 @@ def create_file(
     purpose: Annotated[str, Form()],
 ) -> FileOut:
     dataset = registry.register_stream(
-        store, blobs, settings, tenant.client_code, file.filename or "dataset.jsonl", file.file, file.size or 0,
-        purpose, source="api",
+        store,
+        blobs,
+        settings,
+        tenant.client_code,
+        file.filename or "dataset.jsonl",
+        file.file,
+        file.size or 0,
+        purpose,
+        source="api",
     )
     return FileOut.of(dataset)
 

@@ -21,5 +21,7 @@ def health(store: StoreDep, cache: CacheDep) -> JSONResponse:
     mongo_ok = store.ping()
     redis_state = "ok" if cache.available() else ("unavailable" if cache.url else "disabled")
     status = "unhealthy" if not mongo_ok else ("degraded" if redis_state == "unavailable" else "healthy")
-    body = Health(ok=mongo_ok, status=status, components={"mongodb": "ok" if mongo_ok else "unavailable", "redis": redis_state})
+    body = Health(
+        ok=mongo_ok, status=status, components={"mongodb": "ok" if mongo_ok else "unavailable", "redis": redis_state}
+    )
     return JSONResponse(body.model_dump(), status_code=200 if mongo_ok else 503)
