@@ -17,7 +17,7 @@ from functions.core.settings import Settings, get_settings
 from functions.local.procs import Child, start_moto, start_redis
 from functions.local.resources import LocalResources, ensure_resources
 from functions.local.sqs_poller import SqsPoller
-from functions.store import blobs, cache, mongo
+from functions.store import blobs, cache, mongo, queues
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -84,6 +84,7 @@ def env(resources: LocalResources, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         get_settings.cache_clear()
         blobs.reset_blobs()
         cache.reset_cache()
+        queues.reset_queues()
         return get_settings()
 
     settings = apply()
@@ -142,15 +143,41 @@ def s3(env: Callable[..., Settings]) -> Any:
     return boto3.client("s3", endpoint_url=get_settings().aws_endpoint_url)
 
 
+def _drainer(resources: LocalResources, queue: str, handler: Callable[..., Any]) -> Callable[[], int]:
+    """Run a worker over everything queued, the way Lambda's event source would; returns messages seen."""
+    sqs = boto3.client("sqs", endpoint_url=get_settings().aws_endpoint_url)
+    poller = SqsPoller(sqs, resources.url(queue), handler, wait_seconds=0)
+    return lambda: poller.drain(timeout=60)
+
+
 @pytest.fixture
 def ingest(resources: LocalResources, env: Callable[..., Settings]) -> Callable[[], int]:
-    """Run the ingest worker over everything queued, the way Lambda's event source would; returns messages seen."""
     from functions.workers import ingest as worker
 
+    return _drainer(resources, names.INGEST_QUEUE, worker.handler)
+
+
+@pytest.fixture
+def status_worker(resources: LocalResources, env: Callable[..., Settings]) -> Callable[[], int]:
+    from functions.workers import status as worker
+
+    return _drainer(resources, names.STATUS_QUEUE, worker.handler)
+
+
+@pytest.fixture
+def dispatched(resources: LocalResources, env: Callable[..., Settings]) -> Callable[[], list[dict[str, Any]]]:
+    """Take the dispatch messages sent so far off the queue (for tests that check what the API asked for)."""
     sqs = boto3.client("sqs", endpoint_url=get_settings().aws_endpoint_url)
-    poller = SqsPoller(sqs, resources.url(names.INGEST_QUEUE), worker.handler, wait_seconds=0)
 
-    def drain() -> int:
-        return poller.drain(timeout=30)
+    def take() -> list[dict[str, Any]]:
+        import json
 
-    return drain
+        bodies = []
+        url = resources.url(names.DISPATCH_QUEUE)
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for m in messages:
+                bodies.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return bodies
+
+    return take

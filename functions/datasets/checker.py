@@ -1,19 +1,16 @@
-"""Checks complete lines in order: a typed msgspec decoder for the common case, explain.py for the rest.
+"""Checks complete lines in order, in three tiers, each taking only what the one before could not decide.
 
-A typed decoder parses and type-checks a line in C in one pass, several times faster than json.loads alone,
-so the hot loops below do only what the types cannot say (an assistant reply to train on, character counts).
-Every struct forbids unknown fields: then a line the decoder accepts has had every byte either decoded as a
-string (which checks UTF-8) or matched as JSON syntax, so no separate UTF-8 pass is needed. Lines with extra
-fields are still valid; they just take the slower path. The structs are gc=False (they never form cycles), so
-the millions decoded do not keep triggering the cycle collector.
+1. The strict typed decoder (schema.py): parses and type-checks in C, several times faster than json.loads
+   alone; the hot loops do only what types cannot say (an assistant reply to train on, character counts).
+2. The lenient typed decoder plus a UTF-8 check, for valid lines that carry extra fields.
+3. explain.py, which decides everything else and says what is wrong.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
+from functions.datasets import schema
 from functions.datasets.explain import Accepted, explain_line
 from functions.datasets.report import Format, LineError, human_size
 
@@ -21,48 +18,12 @@ from functions.datasets.report import Format, LineError, human_size
 OVERLONG = b"\n"
 
 
-class _TextPart(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    type: Literal["text"]
-    text: str
-
-
-_Content = str | list[_TextPart]
-
-
-class _System(msgspec.Struct, tag_field="role", tag="system", forbid_unknown_fields=True, gc=False):
-    content: _Content
-    name: str | msgspec.UnsetType = msgspec.UNSET
-
-
-class _User(msgspec.Struct, tag_field="role", tag="user", forbid_unknown_fields=True, gc=False):
-    content: _Content
-    name: str | msgspec.UnsetType = msgspec.UNSET
-
-
-class _Assistant(msgspec.Struct, tag_field="role", tag="assistant", forbid_unknown_fields=True, gc=False):
-    content: _Content
-    name: str | msgspec.UnsetType = msgspec.UNSET
-    weight: Literal[0, 1] = 1
-
-
-class _Chat(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    messages: list[_System | _User | _Assistant]
-
-
-class _PromptCompletion(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    prompt: str
-    completion: str
-
-
-def _parts_chars(parts: list[_TextPart]) -> int:
-    return sum(len(p.text) for p in parts)
-
-
 class LineChecker:
     """Counts valid examples and records errors; fed batches of complete lines (without their newline)."""
 
-    def __init__(self, max_errors: int) -> None:
+    def __init__(self, max_errors: int, max_line_bytes: int) -> None:
         self.max_errors = max_errors
+        self.max_line_bytes = max_line_bytes  # only to word the error for OVERLONG lines
         self.format: Format | None = None
         self.format_line: int | None = None
         self.examples = 0
@@ -72,9 +33,10 @@ class LineChecker:
         self.error_count = 0
         self.errors: list[LineError] = []
         self.overlong_sizes: dict[int, int] = {}  # line number -> bytes, for OVERLONG lines
-        self.max_line_bytes = 0
-        self._chat_decode = msgspec.json.Decoder(_Chat).decode
-        self._pc_decode = msgspec.json.Decoder(_PromptCompletion).decode
+        self._chat_decode = msgspec.json.Decoder(schema.Chat).decode
+        self._pc_decode = msgspec.json.Decoder(schema.PromptCompletion).decode
+        self._lenient_chat_decode = msgspec.json.Decoder(schema.LenientChat).decode
+        self._lenient_pc_decode = msgspec.json.Decoder(schema.LenientPromptCompletion).decode
 
     def error(self, line: int | None, reason: str, field: str | None = None) -> None:
         self.error_count += 1
@@ -98,14 +60,16 @@ class LineChecker:
                 self._prompt_completion(rest, first_no + start)
 
     def _chat(self, lines: list[bytes], no: int) -> None:
-        decode, assistant, parts_chars, slow = self._chat_decode, _Assistant, _parts_chars, self._slow
+        decode, assistant, parts_chars = self._chat_decode, schema.Assistant, schema.parts_chars
+        fallback, slow = self._lenient_chat, self._slow
         examples = messages = chars = 0
         for line in lines:
             if line:
                 try:
                     msgs = decode(line).messages
                 except ValueError:  # msgspec.DecodeError, or UnicodeDecodeError inside a string
-                    slow(line, no)
+                    if not fallback(line):
+                        slow(line, no)
                 else:
                     trainable = False
                     line_chars = 0
@@ -127,14 +91,15 @@ class LineChecker:
         self.chars += chars
 
     def _prompt_completion(self, lines: list[bytes], no: int) -> None:
-        decode, slow = self._pc_decode, self._slow
+        decode, fallback, slow = self._pc_decode, self._lenient_prompt_completion, self._slow
         examples = chars = 0
         for line in lines:
             if line:
                 try:
                     record = decode(line)
                 except ValueError:
-                    slow(line, no)
+                    if not fallback(line):
+                        slow(line, no)
                 else:
                     if record.completion:
                         examples += 1
@@ -144,6 +109,43 @@ class LineChecker:
             no += 1
         self.examples += examples
         self.chars += chars
+
+    def _lenient_chat(self, line: bytes) -> bool:
+        """Counts a valid chat line with extra fields and says True; False leaves the line to _slow."""
+        try:
+            record = self._lenient_chat_decode(line)
+        except ValueError:
+            return False
+        if record.prompt is not schema.UNSET or record.completion is not schema.UNSET or not _utf8(line):
+            return False
+        chars = 0
+        trainable = False
+        for m in record.messages:
+            content = m.content
+            n = len(content) if content.__class__ is str else schema.parts_chars(content)  # type: ignore[arg-type]
+            chars += n
+            if m.__class__ is schema.LenientAssistant:
+                trainable = trainable or bool(n and m.weight)
+            elif m.weight is not schema.UNSET:
+                return False
+        if not trainable:
+            return False
+        self.examples += 1
+        self.messages += len(record.messages)
+        self.chars += chars
+        return True
+
+    def _lenient_prompt_completion(self, line: bytes) -> bool:
+        """As _lenient_chat, for prompt/completion lines."""
+        try:
+            record = self._lenient_pc_decode(line)
+        except ValueError:
+            return False
+        if record.messages is not schema.UNSET or not record.completion or not _utf8(line):
+            return False
+        self.examples += 1
+        self.chars += len(record.prompt) + len(record.completion)
+        return True
 
     def _slow(self, line: bytes, no: int) -> None:
         if line == OVERLONG:
@@ -165,3 +167,13 @@ class LineChecker:
             self.chars += result.chars
         else:
             self.error(no, result.reason, result.field)
+
+
+def _utf8(line: bytes) -> bool:
+    if line.isascii():
+        return True
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -7,13 +7,12 @@ derived from the object for dropped files).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from urllib.parse import unquote_plus
+from collections.abc import Callable
 
 from functions.core import ids, names
 from functions.core.models import Dataset, DatasetStatus, UploadStatus, now
 from functions.core.observability import log
+from functions.core.s3events import ObjectEvent, parse_notification
 from functions.core.settings import Settings
 from functions.datasets import uploads
 from functions.datasets.validate import Limits, LineError, ValidationReport, validate_stream
@@ -21,45 +20,20 @@ from functions.store.blobs import Blobs
 from functions.store.mongo import Store
 
 
-@dataclass(frozen=True)
-class ObjectEvent:
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    sequencer: str
-
-
-def parse_notification(body: str) -> list[ObjectEvent]:
-    """ObjectCreated records of an S3 notification; [] for a test event. Anything else is a poison message."""
-    message = json.loads(body)
-    if not isinstance(message, dict):
-        raise ValueError("S3 notification body is not a JSON object")
-    if message.get("Event") == "s3:TestEvent":
-        return []
-    events = []
-    for record in message["Records"]:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
-            continue
-        s3 = record["s3"]
-        obj = s3["object"]
-        events.append(
-            ObjectEvent(
-                bucket=s3["bucket"]["name"],
-                key=unquote_plus(obj["key"]),
-                size=int(obj.get("size", 0)),
-                etag=str(obj.get("eTag", "")),
-                sequencer=str(obj.get("sequencer", "")),
-            )
-        )
-    return events
-
-
-def handle_message(store: Store, blobs: Blobs, settings: Settings, body: str) -> None:
+def handle_message(
+    store: Store,
+    blobs: Blobs,
+    settings: Settings,
+    body: str,
+    on_validated: Callable[[Dataset], object] | None = None,
+) -> None:
+    """`on_validated` runs for each dataset whose validation finished (jobs waiting on it move on)."""
     for event in parse_notification(body):
         dataset = locate(store, settings, event)
         if dataset is not None:
-            validate(store, blobs, settings, dataset)
+            done = validate(store, blobs, settings, dataset)
+            if done is not None and on_validated is not None:
+                on_validated(done)
 
 
 def locate(store: Store, settings: Settings, event: ObjectEvent) -> Dataset | None:

@@ -145,3 +145,54 @@ def openai_status(status: DatasetStatus) -> str:
     if status == DatasetStatus.invalid:
         return "error"
     return "uploaded"
+
+
+def resolve_reference(
+    store: Store, blobs: Blobs, settings: Settings, client_code: str, ref: str, param: str = "dataset_filename"
+) -> Dataset:
+    """Seed 001's `dataset_filename`: a dataset id, an S3 key or s3:// URI, or a path under DFS_BASE_PATH.
+
+    A file under the tenant's DFS folder that was never registered is registered now (uploaded to S3, validated
+    by the ingest worker like any upload). Anything outside the tenant's own prefixes is not found.
+    """
+    dataset = store.datasets.get(ref, client_code)
+    if dataset is not None:
+        return dataset
+    bucket, key = settings.aws_bucket_name, ref
+    if ref.startswith("s3://"):
+        bucket, _, key = ref.removeprefix("s3://").partition("/")
+    owned = tuple(f"{p}{client_code}/" for p in names.INGEST_PREFIXES)
+    if key.startswith(owned):
+        dataset = store.datasets.by_key(bucket, key)
+        if dataset is not None and dataset.client_code == client_code:
+            return dataset
+    if settings.dfs_base_path and not ref.startswith("s3://"):
+        found = _from_dfs(store, blobs, settings, client_code, ref)
+        if found is not None:
+            return found
+    raise InvalidRequest(f"{param} {ref!r} names none of your datasets (id, S3 key or DFS path)", param=param)
+
+
+def _from_dfs(store: Store, blobs: Blobs, settings: Settings, client_code: str, ref: str) -> Dataset | None:
+    root = (Path(settings.dfs_base_path or "") / client_code).resolve()
+    path = Path(ref) if os.path.isabs(ref) else Path(settings.dfs_base_path or "") / ref
+    path = path.resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None  # outside the tenant's folder (or a traversal attempt): not found, like any other miss
+    existing = store.datasets.col.find_one({"client_code": client_code, "dfs_path": str(path)})
+    if existing is not None:
+        return Dataset.model_validate(existing)
+    with open(path, "rb") as stream:
+        dataset = register_stream(
+            store,
+            blobs,
+            settings.model_copy(update={"dfs_base_path": None}),
+            client_code,
+            path.name,
+            stream,
+            path.stat().st_size,
+            "fine-tune",
+            "dfs",
+        )
+    store.datasets.col.update_one({"_id": dataset.id}, {"$set": {"dfs_path": str(path)}})
+    return dataset

@@ -36,8 +36,8 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 
 def validate_stream(chunks: Iterable[bytes], limits: Limits = Limits()) -> ValidationReport:
     """Validate a JSONL dataset read as byte chunks of any size (an S3 body's iter_chunks(), a file's reads)."""
-    checker = LineChecker(limits.max_errors)
-    checker.max_line_bytes = max_line = limits.max_line_bytes
+    checker = LineChecker(limits.max_errors, limits.max_line_bytes)
+    max_line = limits.max_line_bytes
     file_errors: list[LineError] = []
     total = 0
     line_no = 1  # the line the next byte belongs to

@@ -15,9 +15,26 @@ SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "openai-openapi" 
 URI = "urn:openai-openapi"
 
 
+def _openapi30_keywords(node: Any) -> Any:
+    """The spec is OpenAPI 3.1 but keeps some 3.0 keywords (`exclusiveMinimum: true` next to `minimum`,
+    `nullable: true`). Read them as 3.0 meant them; JSON Schema 2020-12 would read `true` as the number 1."""
+    if isinstance(node, dict):
+        node = {k: _openapi30_keywords(v) for k, v in node.items()}
+        if node.get("exclusiveMinimum") is True and "minimum" in node:
+            node["exclusiveMinimum"] = node.pop("minimum")
+        if node.get("exclusiveMaximum") is True and "maximum" in node:
+            node["exclusiveMaximum"] = node.pop("maximum")
+        if node.pop("nullable", False) is True:
+            node = {"anyOf": [node, {"type": "null"}]}
+        return node
+    if isinstance(node, list):
+        return [_openapi30_keywords(v) for v in node]
+    return node
+
+
 @lru_cache(maxsize=1)
 def _registry() -> Registry:
-    spec = yaml.safe_load(SPEC.read_text())
+    spec = _openapi30_keywords(yaml.safe_load(SPEC.read_text()))
     return Registry().with_resource(URI, Resource.from_contents(spec, default_specification=DRAFT202012))
 
 

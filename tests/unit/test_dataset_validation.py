@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from functions.datasets.checker import LineChecker
 from functions.datasets.explain import Accepted, explain_line
-from functions.datasets.report import CHARS_PER_TOKEN, TOKENS_PER_MESSAGE
+from functions.datasets.report import CHARS_PER_TOKEN, TOKENS_PER_COMPLETION, TOKENS_PER_MESSAGE
 from functions.datasets.validate import Limits, LineError, ValidationReport, validate_stream
 
 MiB = 1024**2
@@ -59,13 +59,14 @@ def test_valid_chat_file_passes_with_its_counts() -> None:
 
 
 def test_valid_prompt_completion_file_passes_with_its_counts() -> None:
-    data = jsonl(*({"prompt": f"Translate {i}:", "completion": f" traduction {i}"} for i in range(10)))
+    records = [{"prompt": f"Translate {i}:", "completion": f" traduction {i}"} for i in range(10)]
 
-    report = validate_stream([data])
+    report = validate_stream([jsonl(*records)])
 
     assert report.valid
     assert (report.format, report.examples, report.lines, report.messages) == ("prompt_completion", 10, 10, 0)
-    assert report.token_estimate > 0
+    chars = sum(len(r["prompt"]) + len(r["completion"]) for r in records)
+    assert report.token_estimate == -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_COMPLETION * 10
 
 
 def test_openai_text_parts_names_and_weights_are_accepted() -> None:
@@ -76,7 +77,7 @@ def test_openai_text_parts_names_and_weights_are_accepted() -> None:
             {"role": "assistant", "content": "Hello, how", "weight": 0},
             {"role": "assistant", "content": [{"type": "text", "text": "Hello."}], "weight": 1},
         ],
-        "metadata": {"source": "support"},  # unknown keys are allowed (they take the slow path)
+        "metadata": {"source": "support"},  # unknown keys are allowed (the lenient decoder takes them)
     }
     report = validate_stream([jsonl(*[record] * 10)])
     assert report.valid, report.errors
@@ -118,6 +119,8 @@ BAD_LINES: list[tuple[str, bytes, str, str | None]] = [
      "line 3 is prompt/completion but the file is chat format (set by line 1)", None),
     ("neither format", b'{"text": "hello"}',
      'has neither "messages" (chat format) nor "prompt" and "completion"; found keys: "text"', None),
+    ("both formats", json.dumps({"prompt": "p", "messages": [HI, OK]}).encode(),
+     'line 3 has both "messages" and "prompt"/"completion"', None),
     ("two objects", line(HI, OK) * 2, "line 3 has more than one JSON value", None),
     ("NaN", b'{"messages": [{"role": "user", "content": "a", "x": NaN}]}', "line 3 is not valid JSON", None),
     ("pretty-printed", b"{", "the file looks like pretty-printed JSON", None),
@@ -147,6 +150,15 @@ def test_prompt_completion_needs_a_non_empty_completion() -> None:
     error = only_error(validate_stream([data]))
     assert (error.line, error.field) == (11, "completion")
     assert '"completion" is empty' in error.reason
+
+
+def test_prompt_completion_extra_fields_are_accepted_but_not_both_formats() -> None:
+    good = {"prompt": "p", "completion": "c", "id": "ex-1"}
+    data = jsonl(*[good] * 10, {**good, "messages": []})
+    report = validate_stream([data])
+    assert report.examples == 10
+    error = only_error(report)
+    assert error.line == 11 and 'has both "messages" and "prompt"/"completion"' in error.reason
 
 
 def test_empty_file_is_invalid_with_a_file_level_error() -> None:
@@ -351,14 +363,16 @@ _defect = st.sampled_from(
 @st.composite
 def _records(draw: Any) -> dict[str, Any]:
     """A prompt/completion record, or chat messages that are well-formed but for at most one defect."""
+    extra = draw(st.sampled_from([{}, {}, {"id": "ex-1"}, {"prompt": "p"}, {"completion": "c"}, {"messages": []}]))
     if draw(st.integers(0, 4)) == 0:
-        return {"prompt": draw(st.one_of(_text, st.integers())), "completion": draw(st.one_of(_text, st.none()))}
+        prompt, completion = draw(st.one_of(_text, st.integers())), draw(st.one_of(_text, _text, st.none()))
+        return {"prompt": prompt, "completion": completion, **extra}
     messages = draw(st.lists(_plain_message, max_size=4))  # [] too: that is an error of its own
     if messages and draw(st.booleans()):
         i = draw(st.integers(0, len(messages) - 1))
         key, value = draw(_defect)
         messages[i] = {**messages[i], key: value}
-    return {"messages": messages}
+    return {**extra, "messages": messages}
 
 
 @given(_records())
@@ -366,7 +380,7 @@ def _records(draw: Any) -> dict[str, Any]:
 def test_fast_path_agrees_with_the_precise_path(record: dict[str, Any]) -> None:
     file_format: Any = "chat" if "messages" in record else "prompt_completion"
     line = json.dumps(record, ensure_ascii=False).encode()
-    checker = LineChecker(max_errors=5)
+    checker = LineChecker(max_errors=5, max_line_bytes=MiB)
     checker.format, checker.format_line = file_format, 1
 
     checker.feed([line], 2)
