@@ -38,7 +38,7 @@ def create_app() -> FastAPI:
 
 def _build() -> FastAPI:
     # Route modules register their routes when imported: import them under _no_pydantic_v1 too.
-    from functions.api.routes import files, root, seed_datasets, tenants, uploads
+    from functions.api.routes import files, jobs, models, root, seed_datasets, seed_jobs, tenants, uploads
 
     app = FastAPI(
         title="Mini Studio",
@@ -47,7 +47,8 @@ def _build() -> FastAPI:
         "OpenAI-compatible /v1.",
     )
     errors.install(app)
-    for router in (root.router, tenants.router, files.router, uploads.router, seed_datasets.router):
+    routers = (root, tenants, files, uploads, jobs, models, seed_datasets, seed_jobs)
+    for router in (module.router for module in routers):
         app.include_router(router)
 
     def limit_for(method: str, path: str) -> int:

@@ -8,12 +8,14 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from functions.api.context import tenant_var
+from functions.compute.base import TrainingBackend
 from functions.core.errors import NotFound
 from functions.core.models import Tenant
 from functions.core.settings import Settings, get_settings
 from functions.store.blobs import Blobs, get_blobs
 from functions.store.cache import Cache, get_cache
 from functions.store.mongo import Store, get_store
+from functions.store.queues import Queues, get_queues
 from functions.tenants import service
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key, or the admin key for /v1/tenants")
@@ -22,6 +24,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 BlobsDep = Annotated[Blobs, Depends(get_blobs)]
+QueuesDep = Annotated[Queues, Depends(get_queues)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -55,7 +58,14 @@ def _admin_from_secrets(settings: Settings) -> str | None:
     return str(parameters.get_secret(settings.admin_api_key_secret_arn, max_age=300))
 
 
+def training_backend(settings: SettingsDep) -> TrainingBackend:
+    from functions.compute import get_training_backend
+
+    return get_training_backend(settings)
+
+
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+BackendDep = Annotated[TrainingBackend, Depends(training_backend)]
 Admin = Depends(require_admin)
 
 

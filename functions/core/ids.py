@@ -36,3 +36,8 @@ def hash_key(key: str) -> str:
 
 def valid_client_code(value: str) -> bool:
     return bool(CLIENT_CODE_RE.fullmatch(value))
+
+
+def seed_from(text: str) -> int:
+    """A reproducible default seed (OpenAI picks one per job and shows it)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF

@@ -27,6 +27,25 @@ class UploadStatus(StrEnum):
     expired = "expired"
 
 
+class JobStatus(StrEnum):
+    validating_files = "validating_files"
+    queued = "queued"
+    dispatching = "dispatching"  # internal: the dispatch worker is submitting it (OpenAI sees "queued")
+    running = "running"
+    cancelling = "cancelling"  # internal: the run was asked to stop (OpenAI sees "running")
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+    @property
+    def public(self) -> str:
+        return {"dispatching": "queued", "cancelling": "running"}.get(self.value, self.value)
+
+
 class Record(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -94,3 +113,66 @@ class Upload(Record):
     created_at: int = Field(default_factory=now)
     seq: int = Field(default_factory=time.time_ns)
     expires_at: int
+
+
+class Job(Record):
+    client_code: str
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)  # as asked: values or "auto"
+    resolved_hyperparameters: dict[str, Any] = Field(default_factory=dict)  # what the trainer used
+    suffix: str | None = None
+    seed: int = 0
+    metadata: dict[str, str] | None = None
+    status: JobStatus = JobStatus.queued
+    created_at: int = Field(default_factory=now)
+    seq: int = Field(default_factory=time.time_ns)
+    updated_at: int = Field(default_factory=now)
+    started_at: int | None = None
+    finished_at: int | None = None
+    deadline_at: int | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    estimated_finish: int | None = None
+    error: dict[str, Any] | None = None
+    result_files: list[str] = Field(default_factory=list)
+    backend: str = "local"
+    run_name: str | None = None
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None  # the trainer's result.json
+    idempotency_key: str | None = None
+    source: str = "api"  # api | seed
+    dataset_ref: str | None = None  # seed 001's dataset_filename as given
+
+
+class JobEvent(Record):
+    job_id: str
+    client_code: str
+    created_at: int = Field(default_factory=now)
+    seq: int = Field(default_factory=time.time_ns)
+    level: str = "info"
+    message: str
+    type: str = "message"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Checkpoint(Record):
+    job_id: str
+    client_code: str
+    created_at: int = Field(default_factory=now)
+    seq: int = Field(default_factory=time.time_ns)
+    step_number: int
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    fine_tuned_model_checkpoint: str
+    uri: str
+
+
+class FineTunedModel(Record):
+    """`_id` is `ft:{base}:{tenant}:{suffix}:{job_id}`."""
+
+    client_code: str
+    base_model: str
+    job_id: str
+    adapter_uri: str
+    created_at: int = Field(default_factory=now)

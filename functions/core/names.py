@@ -38,6 +38,10 @@ TENANTS = "tenants"
 API_KEYS = "api_keys"
 DATASETS = "fine_tuning_datasets"
 UPLOADS = "uploads"
+JOBS = "fine_tuning_jobs"
+JOB_EVENTS = "fine_tuning_job_events"
+CHECKPOINTS = "fine_tuning_checkpoints"
+MODELS = "models"
 
 
 def dlq_name(queue: str) -> str:

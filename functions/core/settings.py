@@ -7,7 +7,7 @@ AWS_BUCKET_NAME, AWS_REGION, PORT, DFS_BASE_PATH, RAY_HEAD_ADDRESS.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator
@@ -54,6 +54,32 @@ class Settings(BaseSettings):
     log_dir: str | None = None
     log_level: str = "INFO"
     public_base_url: str | None = None
+
+    # Fine-tuning
+    base_models: list[str] = Field(
+        default_factory=lambda: ["HuggingFaceTB/SmolLM2-135M-Instruct"],
+        description="Base models tenants may fine-tune and deploy (JSON list in the environment).",
+    )
+    job_max_runtime_seconds: int = 24 * 3600
+    reconcile_stale_seconds: int = 120  # a queued/dispatching job untouched this long is re-sent
+    reconcile_silent_seconds: int = 900  # a running job with no progress this long is checked with its backend
+
+    # Compute backends (functions/compute): `local` runs the trainer as a subprocess, `ray` submits Ray jobs.
+    cancel_grace_seconds: float = 30.0  # SIGTERM to SIGKILL: the trainer saves a checkpoint in between
+    local_runs_dir: str | None = None  # one folder per run; default ~/.cache/ministudio/runs
+    local_max_concurrent_jobs: int = Field(1, ge=1)  # more runs wait in a FIFO queue
+    local_run_threads: int | None = None  # OMP/MKL threads per run; default: usable CPUs / concurrent runs
+    local_run_nice: int = Field(10, ge=0, le=19)  # the API stays responsive while a run trains
+    local_run_memory_limit_mb: int | None = None  # RLIMIT_AS per run; off by default (CUDA needs huge address space)
+    ray_request_timeout_seconds: float = 10.0
+    ray_entrypoint_num_cpus: float = 1.0  # reserved for the trainer process on the Ray cluster
+    ray_entrypoint_num_gpus: float = 0.0
+    ray_runtime_env: dict[str, Any] = Field(default_factory=dict)  # merged into each job's runtime_env (JSON)
+    ray_env_passthrough: list[str] = Field(
+        default_factory=lambda: ["MINISTUDIO_PROGRESS_INTERVAL"],
+        description="Variables copied from this process into each Ray job (JSON list). AWS region and endpoint come "
+        "from settings; credentials come from the cluster (a pod role), since the dashboard shows job env vars.",
+    )
 
     # Tenancy
     tenant_cache_ttl_seconds: int = 60

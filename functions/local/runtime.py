@@ -27,9 +27,35 @@ _FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
 
 
 def _worker_handlers() -> dict[str, Callable[[dict[str, Any], Any], Any]]:
-    from functions.workers import ingest
+    from functions.workers import dispatch, ingest, status
 
-    return {names.INGEST_QUEUE: ingest.handler}
+    return {
+        names.INGEST_QUEUE: ingest.handler,
+        names.DISPATCH_QUEUE: dispatch.handler,
+        names.STATUS_QUEUE: status.handler,
+    }
+
+
+class _Schedule(threading.Thread):
+    """The reconciler's EventBridge schedule: call the handler every `period` seconds until stopped."""
+
+    def __init__(self, period: float) -> None:
+        super().__init__(name="reconcile-schedule", daemon=True)
+        self.period = period
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from functions.core.observability import log
+        from functions.local.lambda_context import new_context
+        from functions.workers import reconcile
+
+        while not self.stopped.wait(self.period):
+            try:
+                reconcile.handler(
+                    {"source": "aws.scheduler", "detail-type": "Scheduled Event"}, new_context("reconcile", 60)
+                )
+            except Exception as exc:  # the next tick tries again, as EventBridge would
+                log("error", "reconcile failed", error=str(exc))
 
 
 class Platform:
@@ -40,12 +66,14 @@ class Platform:
         log_dir: str | None = "logs",
         visibility_overrides: dict[str, int] | None = None,
         poll_wait_seconds: int = 1,
+        reconcile_seconds: float = 30.0,
         print_fn: Callable[[str], None] = print,
     ) -> None:
         self.port = port
         self.log_dir = log_dir
         self.visibility_overrides = visibility_overrides
         self.poll_wait_seconds = poll_wait_seconds
+        self.schedule = _Schedule(reconcile_seconds)
         self.say = print_fn
         self.children: list[procs.Child] = []
         self.pollers: list[SqsPoller] = []
@@ -106,6 +134,7 @@ class Platform:
             poller = SqsPoller(sqs, self.resources.url(queue), handler, wait_seconds=self.poll_wait_seconds)
             poller.start()
             self.pollers.append(poller)
+        self.schedule.start()
         self._serve()
         return self
 
@@ -156,6 +185,7 @@ class Platform:
             poller.drain(timeout)
 
     def stop(self) -> None:
+        self.schedule.stopped.set()
         for poller in self.pollers:  # ask all first, so shutdown waits for the slowest handler, not the sum
             poller.request_stop()
         for poller in self.pollers:

@@ -70,6 +70,20 @@ class Blobs:
         finally:
             body.close()
 
+    def get_json_object(self, bucket: str, key: str, max_bytes: int = 1024 * 1024) -> dict[str, Any] | None:
+        """A small JSON object (trainer status files); None when absent. Larger or non-object content raises."""
+        import json
+
+        info = self.head(bucket, key)
+        if info is None:
+            return None
+        if info.size > max_bytes:
+            raise ValueError(f"s3://{bucket}/{key} is {info.size} bytes; refusing to parse more than {max_bytes}")
+        value = json.loads(b"".join(self.iter_chunks(bucket, key)))
+        if not isinstance(value, dict):
+            raise ValueError(f"s3://{bucket}/{key} is not a JSON object")
+        return value
+
     def delete(self, bucket: str, key: str) -> None:
         self.client.delete_object(Bucket=bucket, Key=key)
 

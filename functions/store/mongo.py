@@ -15,35 +15,11 @@ from functions.core.errors import Conflict
 from functions.core.models import ApiKey, Dataset, Tenant, Upload, now
 from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
+from functions.store.jobs import CheckpointRepo, EventRepo, JobRepo, ModelRepo
+from functions.store.paging import Page, after_update, page
 
 _lock = threading.Lock()
 _store: Store | None = None
-
-
-def _after() -> Any:
-    from pymongo import ReturnDocument
-
-    return ReturnDocument.AFTER
-
-
-class Page:
-    """One page of a cursor-paginated list (OpenAI's `after` + `limit`)."""
-
-    def __init__(self, items: list[dict[str, Any]], has_more: bool) -> None:
-        self.items = items
-        self.has_more = has_more
-
-
-def _page(collection: Any, query: dict[str, Any], after: str | None, limit: int, order: str) -> Page:
-    """Records sort by `seq` (creation time in ns); `after` names the last id of the previous page."""
-    direction = -1 if order == "desc" else 1
-    if after:
-        anchor = collection.find_one({**query, "_id": after}, {"seq": 1})
-        if anchor is not None:
-            query = {**query, "seq": {"$lt" if direction == -1 else "$gt": anchor["seq"]}}
-    cursor = collection.find(query).sort([("seq", direction), ("_id", direction)]).limit(limit + 1)
-    items = list(cursor)
-    return Page(items[:limit], len(items) > limit)
 
 
 class TenantRepo:
@@ -68,7 +44,7 @@ class TenantRepo:
 
     def update_config(self, client_code: str, config: dict[str, Any]) -> Tenant | None:
         sets = {f"config.{k}": v for k, v in config.items()}
-        doc = self.col.find_one_and_update({"_id": client_code}, {"$set": sets}, return_document=_after())
+        doc = self.col.find_one_and_update({"_id": client_code}, {"$set": sets}, return_document=after_update())
         return Tenant.model_validate(doc) if doc else None
 
 
@@ -91,7 +67,7 @@ class ApiKeyRepo:
         doc = self.col.find_one_and_update(
             {"_id": key_id, "client_code": client_code},
             {"$set": {"revoked_at": now()}},
-            return_document=_after(),
+            return_document=after_update(),
         )
         return ApiKey.model_validate(doc) if doc else None
 
@@ -125,13 +101,13 @@ class DatasetRepo:
         query: dict[str, Any] = {"client_code": client_code}
         if purpose:
             query["purpose"] = purpose
-        return _page(self.col, query, after, limit, order)
+        return page(self.col, query, after, limit, order)
 
     def transition(self, dataset_id: str, expected: Iterable[str], status: str, **fields: Any) -> Dataset | None:
         doc = self.col.find_one_and_update(
             {"_id": dataset_id, "status": {"$in": list(expected)}},
             {"$set": {"status": status, **fields}},
-            return_document=_after(),
+            return_document=after_update(),
         )
         return Dataset.model_validate(doc) if doc else None
 
@@ -159,7 +135,7 @@ class UploadRepo:
         doc = self.col.find_one_and_update(
             {"_id": upload_id, "status": "pending"},
             {"$push": {"parts": part}},
-            return_document=_after(),
+            return_document=after_update(),
         )
         return Upload.model_validate(doc) if doc else None
 
@@ -167,7 +143,7 @@ class UploadRepo:
         doc = self.col.find_one_and_update(
             {"_id": upload_id, "status": expected},
             {"$set": {"status": status, **fields}},
-            return_document=_after(),
+            return_document=after_update(),
         )
         return Upload.model_validate(doc) if doc else None
 
@@ -179,6 +155,10 @@ class Store:
         self.api_keys = ApiKeyRepo(db)
         self.datasets = DatasetRepo(db)
         self.uploads = UploadRepo(db)
+        self.jobs = JobRepo(db)
+        self.events = EventRepo(db)
+        self.checkpoints = CheckpointRepo(db)
+        self.models = ModelRepo(db)
 
     def ensure_indexes(self) -> None:
         self.api_keys.col.create_index("key_hash", unique=True)
@@ -186,6 +166,16 @@ class Store:
         self.datasets.col.create_index([("client_code", 1), ("seq", -1)])
         self.datasets.col.create_index([("bucket", 1), ("s3_key", 1)], unique=True)
         self.uploads.col.create_index([("client_code", 1), ("seq", -1)])
+        self.jobs.col.create_index([("client_code", 1), ("seq", -1)])
+        self.jobs.col.create_index([("status", 1), ("updated_at", 1)])
+        self.jobs.col.create_index(
+            [("client_code", 1), ("idempotency_key", 1)],
+            unique=True,
+            partialFilterExpression={"idempotency_key": {"$type": "string"}},
+        )
+        self.events.col.create_index([("job_id", 1), ("seq", -1)])
+        self.checkpoints.col.create_index([("job_id", 1), ("seq", -1)])
+        self.models.col.create_index("client_code")
 
     def ping(self) -> bool:
         try:

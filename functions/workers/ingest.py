@@ -12,15 +12,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from functions.core.observability import correlation_id
 from functions.core.settings import get_settings
 from functions.datasets.ingest import handle_message
+from functions.jobs.service import promote_waiting
 from functions.store.blobs import get_blobs
 from functions.store.mongo import get_store
+from functions.store.queues import get_queues
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
     correlation_id.set(record.message_id)
-    handle_message(get_store(), get_blobs(), get_settings(), record.body)
+    store = get_store()
+    handle_message(
+        store, get_blobs(), get_settings(), record.body, lambda dataset: promote_waiting(store, get_queues(), dataset)
+    )
 
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:

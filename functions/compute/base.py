@@ -1,0 +1,83 @@
+"""The compute backend protocol: where training runs (and, later, serving deployments) actually execute.
+
+Backends are chosen by `COMPUTE_BACKEND` (local, ray, eks, sagemaker). Every call is keyed by a run name derived
+from the job id, so submitting twice (a redelivered dispatch message, a retried Lambda) finds the first run
+instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class RunState(StrEnum):
+    pending = "pending"  # accepted, waiting for capacity
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    missing = "missing"  # the backend knows no run of that name
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunState.succeeded, RunState.failed, RunState.cancelled)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything the trainer (`ministudio-train --spec-json`) needs; JSON-able, no secrets."""
+
+    job_id: str
+    tenant: str
+    model: str
+    training_file: str  # s3://bucket/key
+    output: str  # s3://bucket/artifacts/{tenant}/{job_id}/
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    validation_file: str | None = None
+    seed: int = 0
+    suffix: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    name: str
+    state: RunState
+    message: str | None = None
+    exit_code: int | None = None
+    backend_id: str | None = None  # the backend's own id (Ray submission id, pid, SageMaker ARN)
+
+
+class TrainingBackend(Protocol):
+    name: str
+
+    def submit(self, run_name: str, spec: TrainingSpec) -> RunStatus:
+        """Start (or queue) a run; if a run with this name exists, return its status and start nothing."""
+        ...
+
+    def status(self, run_name: str) -> RunStatus: ...
+
+    def cancel(self, run_name: str) -> RunStatus:
+        """Ask the run to stop (the trainer checkpoints on SIGTERM); cancelling a finished run changes nothing."""
+        ...
+
+    def logs(self, run_name: str, tail: int = 200) -> str: ...
+
+    def cluster_status(self) -> dict[str, Any]:
+        """Real capacity: CPUs, GPUs and memory, total and available, plus running/queued runs."""
+        ...
+
+
+def run_name(job_id: str) -> str:
+    """Backend resource name for a job: valid for Kubernetes (DNS-1123 label) and SageMaker (≤ 63 chars)."""
+    name = job_id.lower().replace("_", "-")
+    if not _DNS1123.fullmatch(name):
+        raise ValueError(f"job id {job_id!r} does not make a DNS-1123 run name")
+    return name

@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: creation and validation, dispatch, progress from the trainer's artifacts, reconciliation."""

@@ -1,0 +1,117 @@
+"""Repositories for fine-tuning jobs, their events and checkpoints, and fine-tuned models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from functions.core import names
+from functions.core.errors import Conflict
+from functions.core.models import Checkpoint, FineTunedModel, Job, JobEvent, now
+from functions.store.paging import Page, after_update, page
+
+
+class JobRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.JOBS]
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert; with an idempotency key already used by the tenant, return that job instead (False)."""
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            self.col.insert_one(job.doc())
+            return job, True
+        except DuplicateKeyError:
+            if job.idempotency_key is None:
+                raise Conflict(f"job {job.id!r} already exists") from None
+            existing = self.col.find_one({"client_code": job.client_code, "idempotency_key": job.idempotency_key})
+            if existing is None:  # pragma: no cover - the duplicate was deleted in between
+                raise
+            return Job.model_validate(existing), False
+
+    def get(self, job_id: str, client_code: str | None = None) -> Job | None:
+        query: dict[str, Any] = {"_id": job_id}
+        if client_code is not None:
+            query["client_code"] = client_code
+        doc = self.col.find_one(query)
+        return Job.model_validate(doc) if doc else None
+
+    def page(self, client_code: str, after: str | None, limit: int, metadata: dict[str, str] | None = None) -> Page:
+        query: dict[str, Any] = {"client_code": client_code}
+        for key, value in (metadata or {}).items():
+            query[f"metadata.{key}"] = value
+        return page(self.col, query, after, limit, "desc")
+
+    def all_for(self, client_code: str) -> list[Job]:
+        return [Job.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("seq", -1)]
+
+    def transition(self, job_id: str, expected: Iterable[str], status: str, **fields: Any) -> Job | None:
+        """Move a job from one of the expected statuses; None when it was not in one (someone else moved it)."""
+        doc = self.col.find_one_and_update(
+            {"_id": job_id, "status": {"$in": list(expected)}},
+            {"$set": {"status": status, "updated_at": now(), **fields}},
+            return_document=after_update(),
+        )
+        return Job.model_validate(doc) if doc else None
+
+    def update(self, job_id: str, expected: Iterable[str], **fields: Any) -> Job | None:
+        doc = self.col.find_one_and_update(
+            {"_id": job_id, "status": {"$in": list(expected)}},
+            {"$set": {"updated_at": now(), **fields}},
+            return_document=after_update(),
+        )
+        return Job.model_validate(doc) if doc else None
+
+    def in_status(self, statuses: Iterable[str], updated_before: int | None = None, limit: int = 500) -> list[Job]:
+        query: dict[str, Any] = {"status": {"$in": list(statuses)}}
+        if updated_before is not None:
+            query["updated_at"] = {"$lt": updated_before}
+        return [Job.model_validate(d) for d in self.col.find(query).sort("updated_at", 1).limit(limit)]
+
+    def waiting_for(self, file_id: str) -> list[Job]:
+        return [Job.model_validate(d) for d in self.col.find({"status": "validating_files", "training_file": file_id})]
+
+
+class EventRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.JOB_EVENTS]
+
+    def add(self, event: JobEvent) -> None:
+        """Idempotent by id: callers derive ids from what happened, so a retried step adds no second event."""
+        self.col.update_one({"_id": event.id}, {"$setOnInsert": event.doc()}, upsert=True)
+
+    def page(self, job_id: str, after: str | None, limit: int) -> Page:
+        return page(self.col, {"job_id": job_id}, after, limit, "desc")
+
+
+class CheckpointRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.CHECKPOINTS]
+
+    def add(self, checkpoint: Checkpoint) -> bool:
+        result = self.col.update_one({"_id": checkpoint.id}, {"$setOnInsert": checkpoint.doc()}, upsert=True)
+        return result.upserted_id is not None
+
+    def page(self, job_id: str, after: str | None, limit: int) -> Page:
+        return page(self.col, {"job_id": job_id}, after, limit, "desc")
+
+
+class ModelRepo:
+    def __init__(self, db: Any) -> None:
+        self.col = db[names.MODELS]
+
+    def add(self, model: FineTunedModel) -> None:
+        self.col.update_one({"_id": model.id}, {"$setOnInsert": model.doc()}, upsert=True)
+
+    def get(self, model_id: str, client_code: str) -> FineTunedModel | None:
+        doc = self.col.find_one({"_id": model_id, "client_code": client_code})
+        return FineTunedModel.model_validate(doc) if doc else None
+
+    def list(self, client_code: str) -> list[FineTunedModel]:
+        return [
+            FineTunedModel.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("created_at", 1)
+        ]
+
+    def delete(self, model_id: str, client_code: str) -> bool:
+        return self.col.delete_one({"_id": model_id, "client_code": client_code}).deleted_count == 1

@@ -1,0 +1,18 @@
+"""Reconciler: run on a schedule (EventBridge, every 5 minutes) to repair what lost messages left behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.compute import get_training_backend
+from functions.core.settings import get_settings
+from functions.jobs.reconcile import reconcile
+from functions.store.blobs import get_blobs
+from functions.store.mongo import get_store
+from functions.store.queues import get_queues
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = get_settings()
+    report = reconcile(get_store(), get_blobs(), get_queues(), get_training_backend(settings), settings)
+    return report.to_dict()
