@@ -8,6 +8,7 @@ settings (environment variables) the cloud uses, so the code paths are the cloud
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import secrets
 import threading
 import time
@@ -111,6 +112,8 @@ class Platform:
         self._setenv("AWS_DEFAULT_REGION", base.aws_region)
         if self.log_dir:
             self._setenv("LOG_DIR", self.log_dir)
+        if not base.local_runs_dir:  # trainer runs of this platform live beside its logs, not in ~/.cache
+            self._setenv("LOCAL_RUNS_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "runs"))
         self.admin_key = (
             base.admin_api_key.get_secret_value() if base.admin_api_key else "msa-" + secrets.token_urlsafe(24)
         )

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from tests.helpers.datasets import chat_lines
 
 OPEN = {"/", "/health"}
+BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 ADMIN_PREFIX = "/v1/tenants"
 Headers = dict[str, str]
 
@@ -22,16 +23,34 @@ def _routes(client: TestClient) -> list[tuple[str, str]]:
     return [(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops]
 
 
-def _acme_records(client: TestClient, acme: Headers) -> dict[str, str]:
+def _acme_records(client: TestClient, acme: Headers, ingest: Callable[[], int]) -> dict[str, str]:
+    from functions.core.models import FineTunedModel
+    from functions.store.mongo import get_store
+
     file_id = client.post(
         "/v1/files", headers=acme, data={"purpose": "fine-tune"}, files={"file": ("a.jsonl", chat_lines())}
     ).json()["id"]
+    ingest()
+    job_id = client.post(
+        "/v1/fine_tuning/jobs", headers=acme, json={"model": BASE, "training_file": file_id}
+    ).json()["id"]
+    model = f"ft:{BASE}:acme::{job_id}"
+    get_store().models.add(
+        FineTunedModel(id=model, client_code="acme", base_model=BASE, job_id=job_id, adapter_uri="s3://b/a/")
+    )
     upload_id = client.post(
         "/v1/uploads",
         headers=acme,
         json={"filename": "a.jsonl", "purpose": "fine-tune", "bytes": 10, "mime_type": "application/jsonl"},
     ).json()["id"]
-    return {"file_id": file_id, "upload_id": upload_id, "client_code": "acme"}
+    return {
+        "file_id": file_id,
+        "upload_id": upload_id,
+        "client_code": "acme",
+        "fine_tuning_job_id": job_id,
+        "job_id": job_id,
+        "model": model,
+    }
 
 
 def _fill(path: str, values: dict[str, str]) -> str:
@@ -39,11 +58,11 @@ def _fill(path: str, values: dict[str, str]) -> str:
 
 
 def test_every_id_taking_route_hides_other_tenants_records(
-    client: TestClient, make_tenant: Callable[..., Headers]
+    client: TestClient, make_tenant: Callable[..., Headers], ingest: Callable[[], int]
 ) -> None:
     acme = make_tenant("acme")
     globex = make_tenant("globex")
-    values = _acme_records(client, acme)
+    values = _acme_records(client, acme, ingest)
     checked = []
     for method, path in _routes(client):
         if "{" not in path or path.startswith(ADMIN_PREFIX):
@@ -61,11 +80,19 @@ def test_every_id_taking_route_hides_other_tenants_records(
         # The owner still sees it (so the 404 above is about ownership, not a broken route).
         if method == "GET":
             assert client.request(method, url, headers=acme).status_code == 200, (method, path)
-    assert len(checked) >= 8, checked
+    assert len(checked) >= 15, checked
 
 
 def test_every_route_but_the_open_ones_needs_a_key(client: TestClient, make_tenant: Callable[..., Headers]) -> None:
-    values = {"file_id": "file-x", "upload_id": "upload_x", "client_code": "acme", "key_id": "key_x"}
+    values = {
+        "file_id": "file-x",
+        "upload_id": "upload_x",
+        "client_code": "acme",
+        "key_id": "key_x",
+        "fine_tuning_job_id": "ftjob-x",
+        "job_id": "ftjob-x",
+        "model": "ft:x",
+    }
     for method, path in _routes(client):
         if path in OPEN:
             continue
