@@ -8,10 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTAINERS := containers/common containers/trainer containers/inference
 PYPROJECTS := pyproject.toml $(wildcard $(addsuffix /pyproject.toml,$(CONTAINERS)))
-TYPED := functions $(wildcard $(addsuffix /src,$(CONTAINERS)))
+TYPED := functions infra $(wildcard $(addsuffix /src,$(CONTAINERS)))
+CDK_ENV ?= dev
+COMPUTE ?= sagemaker
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint fmt bench synth clean redis
+.PHONY: install run test lint fmt bench synth bundle clean redis
 
 install: $(STAMP) redis
 
@@ -48,6 +51,15 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# Templates for one env/compute, as `cdk synth` builds them, without credentials or bundling.
+synth: $(STAMP)
+	CDK_OUTDIR=cdk.out CDK_CONTEXT_JSON='{"env":"$(CDK_ENV)","compute":"$(COMPUTE)","aws:cdk:bundling-stacks":[]}' \
+	  $(BIN)/python infra/cdk/app.py
+
+# The real Lambda asset and its size against the 250 MB limit (needs PyPI).
+bundle: $(STAMP)
+	$(BIN)/python bench/bundle_size.py $(if $(filter eks,$(COMPUTE)),--extras eks)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out logs

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from functions.core import names
@@ -25,10 +25,12 @@ class Settings(BaseSettings):
 
     # MongoDB: unset means the embedded in-process store (not durable).
     mongodb_url: str | None = None
+    mongodb_url_secret_arn: str | None = None  # in AWS: Secrets Manager holds the URL; read once per container
     database_name: str = "mini_studio"
 
     # Redis: REDIS_URL wins over the seed's host/port/username/password.
     redis_url: str | None = None
+    redis_url_secret_arn: str | None = None
     redis_host: str | None = None
     redis_port: int = 6379
     redis_username: str | None = None
@@ -100,6 +102,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        # Only in AWS (the stacks pass ARNs, never the URLs): boto3 is imported only when an ARN is set.
+        if self.mongodb_url is None and self.mongodb_url_secret_arn:
+            self.mongodb_url = _secret(self.mongodb_url_secret_arn, self.aws_region)
+        if self.redis_url is None and self.redis_url_secret_arn:
+            self.redis_url = _secret(self.redis_url_secret_arn, self.aws_region)
+        return self
+
     @property
     def artifacts_bucket(self) -> str:
         return self.artifacts_bucket_name or self.aws_bucket_name
@@ -115,6 +126,13 @@ class Settings(BaseSettings):
             password = self.redis_password.get_secret_value() if self.redis_password else ""
             auth = f"{quote(self.redis_username or '', safe='')}:{quote(password, safe='')}@"
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+
+def _secret(arn: str, region: str) -> str | None:
+    import boto3
+
+    value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn).get("SecretString")
+    return value or None
 
 
 @lru_cache(maxsize=1)

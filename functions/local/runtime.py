@@ -8,11 +8,11 @@ settings (environment variables) the cloud uses, so the code paths are the cloud
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx

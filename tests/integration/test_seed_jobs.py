@@ -15,7 +15,8 @@ BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def upload(client: TestClient, headers: Headers, code: str = "acme") -> dict[str, Any]:
-    response = client.post(f"/fine_tuning/upload-dataset/{code}", headers=headers, files={"file": ("d.jsonl", chat_lines(20))})
+    files = {"file": ("d.jsonl", chat_lines(20))}
+    response = client.post(f"/fine_tuning/upload-dataset/{code}", headers=headers, files=files)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -32,8 +33,9 @@ def test_submit_by_dataset_id_and_read_it_back(
     acme = make_tenant("acme")
     dataset = upload(client, acme)
     ingest()
-    response = submit(client, acme, dataset_filename=dataset["dataset_id"], prompt_loss_weight=0.1,
-                      learning_rate_multiplier=0.1)
+    response = submit(
+        client, acme, dataset_filename=dataset["dataset_id"], prompt_loss_weight=0.1, learning_rate_multiplier=0.1
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["ok"] is True
@@ -58,7 +60,10 @@ def test_submit_by_s3_key_or_uri(client: TestClient, make_tenant: Callable[..., 
 
 
 def test_submit_by_dfs_path_registers_an_unseen_file(
-    client: TestClient, make_tenant: Callable[..., Headers], env: Callable[..., Any], tmp_path: Path,
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    env: Callable[..., Any],
+    tmp_path: Path,
     ingest: Callable[[], int],
 ) -> None:
     env(DFS_BASE_PATH=str(tmp_path))

@@ -31,9 +31,8 @@ def _acme_records(client: TestClient, acme: Headers, ingest: Callable[[], int]) 
         "/v1/files", headers=acme, data={"purpose": "fine-tune"}, files={"file": ("a.jsonl", chat_lines())}
     ).json()["id"]
     ingest()
-    job_id = client.post(
-        "/v1/fine_tuning/jobs", headers=acme, json={"model": BASE, "training_file": file_id}
-    ).json()["id"]
+    job = client.post("/v1/fine_tuning/jobs", headers=acme, json={"model": BASE, "training_file": file_id})
+    job_id = job.json()["id"]
     model = f"ft:{BASE}:acme::{job_id}"
     get_store().models.add(
         FineTunedModel(id=model, client_code="acme", base_model=BASE, job_id=job_id, adapter_uri="s3://b/a/")

@@ -84,3 +84,19 @@ def test_api_keys_hash_to_sha256_hex() -> None:
 def test_visibility_is_at_least_six_times_each_worker_timeout() -> None:
     for queue in names.QUEUES:
         assert names.visibility_timeout(queue) >= 6 * names.WORKER_TIMEOUT_SECONDS[queue]
+
+
+def test_urls_come_from_secrets_manager_when_only_arns_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.delenv("MONGODB_URL", raising=False)
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        sm = boto3.client("secretsmanager", region_name="us-east-1")
+        mongo_arn = sm.create_secret(Name="m", SecretString="mongodb://db:27017")["ARN"]
+        redis_arn = sm.create_secret(Name="r", SecretString="rediss://cache:6379/0")["ARN"]
+        s = Settings(_env_file=None, mongodb_url_secret_arn=mongo_arn, redis_url_secret_arn=redis_arn)
+    assert s.mongodb_url == "mongodb://db:27017" and s.redis_dsn == "rediss://cache:6379/0"

@@ -1,0 +1,1 @@
+"""Deployment code (CDK). Not part of the Lambda bundle."""

@@ -1,0 +1,1 @@
+"""One module per stack: network, compute (sagemaker | eks) and the control plane."""
