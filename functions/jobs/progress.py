@@ -129,3 +129,30 @@ def on_result(store: Store, job: Job, result: dict[str, Any], prefix: str) -> Jo
     if done:
         status_event(store, done)
     return done
+
+
+# SageMaker's training states, as EventBridge reports them; anything else (InProgress, Stopping) is no news.
+_SAGEMAKER_ENDED = {"Failed", "Stopped", "Completed"}
+
+
+def on_backend_event(store: Store, blobs: Blobs, artifacts_bucket: str, event: dict[str, Any]) -> None:
+    """A backend's own state change (EventBridge "SageMaker Training Job State Change"). result.json stays the
+    source of truth: this settles only runs that ended without one (a crash, a stop before the trainer started)."""
+    if event.get("detail-type") != "SageMaker Training Job State Change":
+        log("info", "status: ignoring event", detail_type=event.get("detail-type"))
+        return
+    detail = event.get("detail") or {}
+    state = detail.get("TrainingJobStatus")
+    job = store.jobs.get(str(detail.get("TrainingJobName", "")))
+    if job is None or state not in _SAGEMAKER_ENDED or job.status.terminal:
+        return
+    prefix = f"{names.ARTIFACTS_PREFIX}{job.client_code}/{job.id}/"
+    result = blobs.get_json_object(artifacts_bucket, prefix + "result.json")
+    if result is not None:
+        on_result(store, job, result, f"s3://{artifacts_bucket}/{prefix}")
+    elif state == "Stopped":
+        on_result(store, job, {"status": "cancelled"}, f"s3://{artifacts_bucket}/{prefix}")
+    elif state == "Failed":
+        reason = str(detail.get("FailureReason") or "SageMaker reported the training job failed")
+        on_result(store, job, {"status": "failed", "error": {"code": "training_failed", "message": reason}}, prefix)
+    # Completed without result.json: the object event is on its way (or lost: the reconciler checks).

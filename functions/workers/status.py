@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.core.observability import correlation_id
 from functions.core.s3events import parse_notification
+from functions.core.settings import get_settings
 from functions.jobs import progress
 from functions.store.blobs import get_blobs
 from functions.store.mongo import get_store
@@ -18,7 +20,13 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
+    """Two shapes share this queue: S3 notifications for the trainer's artifacts, and EventBridge events with
+    a backend's state changes (SageMaker training jobs)."""
     correlation_id.set(record.message_id)
+    body = json.loads(record.body)
+    if isinstance(body, dict) and "detail-type" in body:
+        progress.on_backend_event(get_store(), get_blobs(), get_settings().artifacts_bucket, body)
+        return
     for event in parse_notification(record.body):
         progress.handle_object(get_store(), get_blobs(), event)
 

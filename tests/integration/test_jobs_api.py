@@ -231,3 +231,29 @@ def test_failed_result_carries_the_trainers_error(
     status_worker()
     failed = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
     assert failed["status"] == "failed" and failed["error"] == error
+
+
+def test_sagemaker_state_change_fails_a_job_that_left_no_result(
+    client: TestClient, make_tenant: Callable[..., Headers], ingest: Callable[[], int]
+) -> None:
+    from pathlib import Path
+
+    from functions.core.models import JobStatus
+    from functions.local.lambda_context import new_context
+    from functions.store.mongo import get_store
+    from functions.workers import status
+
+    acme = make_tenant("acme")
+    job = create(client, acme, training_file=validated_file(client, acme, ingest)).json()
+    get_store().jobs.transition(job["id"], ["queued"], JobStatus.running)
+    event = json.loads(
+        (Path(__file__).parents[2] / "events" / "eventbridge_training_job_state_change_sqs.json").read_text()
+    )
+    body = json.loads(event["Records"][0]["body"])
+    body["detail"].update(
+        TrainingJobName=job["id"], TrainingJobStatus="Failed", FailureReason="CapacityError: no ml.g5"
+    )
+    event["Records"][0]["body"] = json.dumps(body)
+    assert status.handler(event, new_context("status", 60)) == {"batchItemFailures": []}
+    failed = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
+    assert failed["status"] == "failed" and "CapacityError" in failed["error"]["message"]
