@@ -63,7 +63,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # save_pretrained refuses a model still marked GGUF-quantized; the weights are already dequantized.
         model.hf_quantizer = None
@@ -93,10 +93,11 @@ def resolve(ref: str, s3: Any | None = None) -> Path:
         stat = path.stat()
         return convert_gguf(path, cache_root() / ("gguf-" + _slug(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime}")))
     if s3uri.is_s3(ref):
-        dest = cache_root() / ("s3-" + _slug(ref))
+        prefix = ref.rstrip("/") + "/"  # `s3://b/m` and `s3://b/m/` are one model: one cache entry
+        dest = cache_root() / ("s3-" + _slug(prefix))
         with _locked(dest):
             if not _is_model_dir(dest):
-                s3uri.download(ref.rstrip("/") + "/", dest, s3=s3)
+                s3uri.download(prefix, dest, s3=s3)
         if not _is_model_dir(dest):
             raise ModelNotFound(f"{ref} holds no config.json: not a model directory")
         return dest
