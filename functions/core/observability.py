@@ -64,14 +64,22 @@ def get_logger() -> Logger:
 
                 logger = Logger(service=SERVICE, level=os.environ.get("LOG_LEVEL", "INFO"))
                 logger.addFilter(_CorrelationFilter())
-                log_dir = os.environ.get("LOG_DIR")
-                if log_dir:
-                    handler = DailyJsonFileHandler(log_dir)
-                    # Reuse Powertools' JSON formatter so file lines match what CloudWatch gets.
-                    handler.setFormatter(logger.registered_formatter)
-                    logger.addHandler(handler)
                 _logger = logger
+                if os.environ.get("LOG_DIR"):
+                    log_to_directory(os.environ["LOG_DIR"])
     return _logger
+
+
+def log_to_directory(directory: str) -> None:
+    """Also write every log line to daily JSON files in directory (the local platform's `logs/`); idempotent."""
+    logger = get_logger()
+    target = str(Path(directory).resolve())
+    if any(isinstance(h, DailyJsonFileHandler) and str(h.directory.resolve()) == target for h in logger.handlers):
+        return
+    handler = DailyJsonFileHandler(directory)
+    # Reuse Powertools' JSON formatter so file lines match what CloudWatch gets.
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
 
 
 def log(level: str, message: str, **fields: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from functions.core import names
+from functions.core.observability import log_to_directory
 from functions.core.settings import Settings, get_settings
 from functions.local import procs
 from functions.local.resources import LocalResources, ensure_resources
@@ -112,6 +113,7 @@ class Platform:
         self._setenv("AWS_DEFAULT_REGION", base.aws_region)
         if self.log_dir:
             self._setenv("LOG_DIR", self.log_dir)
+            log_to_directory(self.log_dir)
         if not base.local_runs_dir:  # trainer runs of this platform live beside its logs, not in ~/.cache
             self._setenv("LOCAL_RUNS_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "runs"))
         self.admin_key = (

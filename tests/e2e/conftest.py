@@ -29,7 +29,8 @@ ISOLATE = (
 )
 
 
-@pytest.fixture(scope="session")
+# Package scope: the platform stops (and the environment is restored) before other test packages run.
+@pytest.fixture(scope="package")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     saved = {name: os.environ.pop(name) for name in ISOLATE if name in os.environ}
     get_settings.cache_clear()
@@ -43,7 +44,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def openai_client(platform: Platform) -> OpenAI:
     return OpenAI(base_url=f"{platform.url}/v1", api_key=platform.demo_key, max_retries=0, timeout=60)
 

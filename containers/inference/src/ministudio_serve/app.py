@@ -1,0 +1,113 @@
+"""create_app: middleware, error bodies, and the routers of the chosen profile around one ServerState.
+
+The model loads in the background after startup, so liveness (`/health`) answers at once and readiness (`/ready`,
+SageMaker's `/ping`) turns 200 only when generation can run; generation routes answer 503 until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from ministudio_serve import errors
+from ministudio_serve.engines.base import Engine
+from ministudio_serve.metrics import Metrics
+from ministudio_serve.middleware import Gatekeeper
+from ministudio_serve.routes import adapters, health, openai, sagemaker, seed002, seed003, seed004
+from ministudio_serve.services.request_log import RequestLog
+from ministudio_serve.settings import ServeSettings
+from ministudio_serve.state import ServerState
+
+log = logging.getLogger(__name__)
+
+# A profile is the routers it serves and whether it needs the LLM engine. The tabular profile (seed 004's classical
+# models) adds its routers in its own issue.
+PROFILES: dict[str, tuple[list[APIRouter], bool]] = {
+    "llm": (
+        [
+            health.router,
+            openai.router,
+            adapters.router,
+            sagemaker.router,
+            seed002.router,
+            seed003.router,
+            seed004.router,
+        ],
+        True,
+    ),
+    "tabular": ([health.router], False),
+}
+
+
+async def _load(state: ServerState) -> None:
+    from ministudio_serve.engines.factory import build_engine
+
+    try:
+        engine, model_dir = await asyncio.to_thread(build_engine, state.settings)
+        await engine.start()
+        state.attach(engine, str(model_dir))
+        await _preload_adapters(state)
+        log.info("model %s ready in %.1f s", state.settings.model_name, time.time() - state.started_at)
+    except Exception as exc:  # stay alive and say why on /health, /ready and every generation route
+        log.exception("model failed to load")
+        state.load_error = f"{type(exc).__name__}: {exc}"
+
+
+async def _preload_adapters(state: ServerState) -> None:
+    assert state.adapters is not None
+    for spec in state.settings.lora_modules:
+        name, _, path = spec.partition("=")
+        await state.adapters.load(name.strip(), path.strip())
+
+
+def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    state = ServerState(settings, Metrics(settings.model_name), RequestLog(settings.request_log_path))
+    routers, needs_engine = PROFILES[settings.profile]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if engine is not None:
+            await engine.start()
+            state.attach(engine)
+            await _preload_adapters(state)
+        elif needs_engine:
+            task = asyncio.create_task(_load(state))
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+            if state.engine is not None:
+                await state.engine.stop()
+            state.request_log.close()
+
+    app = FastAPI(title="Mini Studio inference server", version="0.1.0", lifespan=lifespan)
+    app.state.server = state
+    state.metrics.watch(
+        lambda: state.engine.stats() if state.engine else None,
+        lambda: state.adapters.loaded_count() if state.adapters else 0,
+    )
+    errors.install(app)
+    app.add_middleware(
+        Gatekeeper, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes, metrics=state.metrics
+    )
+    if settings.cors_origins:
+        # Added last so it is outermost: preflight requests are answered before the key check.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,106 @@
+"""Per-row token choice (greedy, temperature, top-p with a per-request seed) and streaming detokenization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ministudio_serve.engines.base import Sampling
+
+GREEDY_BELOW = 1e-5  # temperatures this small are greedy, as in vLLM
+NUCLEUS_CANDIDATES = 1024
+
+
+def make_generator(sampling: Sampling) -> torch.Generator | None:
+    if sampling.temperature < GREEDY_BELOW:
+        return None
+    generator = torch.Generator(device="cpu")
+    if sampling.seed is not None:
+        generator.manual_seed(sampling.seed)
+    else:
+        generator.seed()
+    return generator
+
+
+def choose(logits: torch.Tensor, params: list[Sampling], generators: list[torch.Generator | None]) -> list[int]:
+    """One token per row of logits (rows, vocab)."""
+    greedy = logits.argmax(dim=-1).tolist()
+    out = []
+    for row, (sampling, generator) in enumerate(zip(params, generators, strict=True)):
+        if generator is None:
+            out.append(int(greedy[row]))
+        else:
+            # On the CPU in fp32, so a seed gives the same text on any device.
+            out.append(_sample(logits[row].float().cpu(), sampling, generator))
+    return out
+
+
+def _sample(scores: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:
+    scores = scores / sampling.temperature
+    if sampling.top_p >= 1.0:
+        return _draw(torch.softmax(scores, dim=-1), torch.arange(scores.numel()), generator)
+    # The nucleus almost always lies in the top few hundred tokens: rank those only (sorting all ~50k tokens of
+    # the vocabulary per row per step dominated sampling), and sort everything only when they hold too little mass.
+    log_total = torch.logsumexp(scores, dim=-1)
+    top, order = scores.topk(min(NUCLEUS_CANDIDATES, scores.numel()))
+    probs = (top - log_total).exp()
+    if float(probs.sum()) < sampling.top_p:
+        top, order = scores.sort(descending=True)
+        probs = (top - log_total).exp()
+    # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token).
+    keep = int(((probs.cumsum(-1) - probs) < sampling.top_p).sum())
+    return _draw(probs[:keep], order[:keep], generator)
+
+
+def _draw(probs: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator) -> int:
+    """Inverse-CDF sampling with one uniform draw from the request's generator."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand((), generator=generator) * cdf[-1]
+    index = int(torch.searchsorted(cdf, u.reshape(1), right=True).clamp(max=cdf.numel() - 1))
+    return int(tokens[index])
+
+
+class TextTracker:
+    """Turns generated ids into text deltas, ending at the first stop string and never emitting part of one."""
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = tuple(s for s in stop if s)
+        self.ids: list[int] = []
+        self.sent = 0  # characters of the decoded text already emitted
+        self.text = ""
+
+    def push(self, token_id: int) -> tuple[str, bool]:
+        """Add a token; return the text safe to emit now and whether a stop string ended the text."""
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        self.text = text
+        hits = [at for at in (text.find(stop) for stop in self.stop) if at != -1]
+        if hits:
+            self.text = text[: min(hits)]
+            return self._emit(len(self.text)), True
+        # An incomplete UTF-8 sequence decodes to U+FFFD until its last byte arrives: hold it back.
+        end = len(text) - 1 if text.endswith("\ufffd") else len(text)
+        end -= self._partial_stop(text[:end])
+        return self._emit(end), False
+
+    def _partial_stop(self, text: str) -> int:
+        """Length of the longest tail of text that could still grow into a stop string."""
+        hold = 0
+        for stop in self.stop:
+            for size in range(min(len(stop) - 1, len(text)), hold, -1):
+                if stop.startswith(text[-size:]):
+                    hold = size
+                    break
+        return hold
+
+    def _emit(self, end: int) -> str:
+        end = max(end, self.sent)
+        delta = self.text[self.sent : end]
+        self.sent = end
+        return delta
+
+    def flush(self) -> str:
+        """The rest of the text once generation ended without a stop string."""
+        return self._emit(len(self.text))
