@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,23 @@ def test_upload_train_and_use_a_lora_adapter(
     base_loss, tuned_loss = _losses(adapter_dir)
     assert tuned_loss < base_loss, (base_loss, tuned_loss)
 
+    # The command line sees the same job: `ministudio jobs list` and `jobs watch` (exit 0 when it succeeded).
+    watch = cli(platform, "jobs", "watch", job.id, "--interval", "0.2")
+    assert watch.returncode == 0 and "succeeded" in watch.stdout and done.fine_tuned_model in watch.stdout
+    assert job.id in cli(platform, "jobs", "list").stdout
+
+
+def cli(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MINISTUDIO_BASE_URL": platform.url, "MINISTUDIO_API_KEY": platform.demo_key}
+    return subprocess.run(
+        [sys.executable, "-m", "functions.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
 
 def _losses(adapter_dir: Path) -> tuple[float, float]:
     import torch
@@ -112,10 +131,17 @@ def _losses(adapter_dir: Path) -> tuple[float, float]:
 def test_cancel_mid_run_ends_cancelled_with_no_orphan(
     platform: Platform, openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]
 ) -> None:
-    file = openai_client.files.create(file=dataset(tmp_path / "long.jsonl", repeat=40).open("rb"), purpose="fine-tune")
-    job = openai_client.fine_tuning.jobs.create(
-        model=BASE, training_file=file.id, hyperparameters={"n_epochs": 5, "batch_size": 2}
+    # Created with the command line: it uploads the file, then creates the job.
+    created = cli(
+        platform,
+        "jobs",
+        "create",
+        str(dataset(tmp_path / "long.jsonl", repeat=40)),
+        "--hyperparameters",
+        '{"n_epochs": 5, "batch_size": 2}',
     )
+    assert created.returncode == 0, created.stderr
+    job = openai_client.fine_tuning.jobs.retrieve(created.stdout.split()[-2])
     wait_for(lambda: openai_client.fine_tuning.jobs.retrieve(job.id).status == "running", timeout=300)
     runs = Path(os.environ["LOCAL_RUNS_DIR"]) / job.id
     state = wait_for(lambda: (s := _state(runs)) and s.get("pid") and s, timeout=120)

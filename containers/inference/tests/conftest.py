@@ -3,8 +3,6 @@ it, and apps built around a running engine. The real SmolLM2 is loaded only by t
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,13 +11,12 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from ministudio_serve.app import create_app
 from ministudio_serve.engines.transformers_engine import TransformersEngine
 from ministudio_serve.settings import ServeSettings
+from ministudio_serve.testing import BASE, save_adapter, tiny_model
 
-BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peft looks up the base model's config online otherwise
 # The tiny model's ops are small: one intra-op thread avoids OpenMP waits on a shared 2-core machine (4x faster).
 torch.set_num_threads(1)
@@ -39,27 +36,6 @@ def tokenizer(model_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def tiny_model(vocab: int, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=2,
-        pad_token_id=2,
-        bos_token_id=1,
-        initializer_range=0.1,  # peakier logits than the default: greedy choices are not near-ties
-    )
-    config.name_or_path = BASE
-    model = LlamaForCausalLM(config).eval()
-    model.name_or_path = BASE
-    return model
-
-
 @pytest.fixture
 def make_engine(tokenizer: Any) -> Callable[..., TransformersEngine]:
     def build(**kwargs: Any) -> TransformersEngine:
@@ -69,36 +45,12 @@ def make_engine(tokenizer: Any) -> Callable[..., TransformersEngine]:
     return build
 
 
-def save_adapter(path: Path, tokenizer: Any, seed: int, target: list[str] | None = None, rank: int = 8) -> Path:
-    """A peft LoRA adapter on the tiny model with random (non-zero) B, as the trainer would save it."""
-    from peft import LoraConfig, get_peft_model
-
-    model = tiny_model(len(tokenizer))
-    config = LoraConfig(
-        r=rank, lora_alpha=16, target_modules=target or ["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0
-    )
-    peft_model = get_peft_model(model, config)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_" in name:
-                param.normal_(0, 0.3)
-    peft_model.save_pretrained(str(path))
-    return path
-
-
 @pytest.fixture
 def adapter_factory(tmp_path: Path, tokenizer: Any) -> Callable[..., Path]:
     def make(name: str, seed: int = 1, **kwargs: Any) -> Path:
         return save_adapter(tmp_path / name, tokenizer, seed, **kwargs)
 
     return make
-
-
-def edit_json(path: Path, **changes: Any) -> None:
-    data = json.loads(path.read_text())
-    data.update(changes)
-    path.write_text(json.dumps(data))
 
 
 @pytest.fixture
@@ -118,7 +70,3 @@ def client(
     app = create_app(settings_factory(), engine=make_engine(max_loras=4))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)

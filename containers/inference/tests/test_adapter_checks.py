@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import BASE, edit_json, run
 from ministudio_serve.engines.adapter_files import WEIGHTS_FILE, AdapterError
 from ministudio_serve.services.adapters import AdapterService
+from ministudio_serve.testing import BASE, edit_json, run
 
 
 def _rewrite(path: Path, change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> None:

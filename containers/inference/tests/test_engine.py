@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest import run
 from ministudio_serve.engines.base import ContextLengthExceeded, GenerationRequest, Sampling
 from ministudio_serve.engines.transformers_engine import TransformersEngine
+from ministudio_serve.testing import run
 
 PROMPTS = [
     "Hello there",

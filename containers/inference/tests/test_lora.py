@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from conftest import BASE, run, tiny_model
 from ministudio_serve.engines.base import AdapterHandle, GenerationRequest, Sampling
 from ministudio_serve.engines.transformers_engine import TransformersEngine
 from ministudio_serve.services.adapters import AdapterService
+from ministudio_serve.testing import BASE, run, tiny_model
 
 PROMPTS = ["Hello there", "The quick brown fox jumps over", "a", "Once upon a time", "x y z", "List fruits:"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import BASE
+from ministudio_serve.testing import BASE
 from openai_schema import validate
 
 CHAT = {"model": BASE, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 6, "temperature": 0}

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from conftest import BASE
 from ministudio_serve.app import create_app
+from ministudio_serve.testing import BASE
 
 
 def _free_port() -> int:

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import BASE
 from ministudio_serve.app import create_app
+from ministudio_serve.testing import BASE
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import BASE
 from ministudio_serve.app import create_app
+from ministudio_serve.testing import BASE
 
 SEED_ERROR_KEYS = {"error", "message", "details", "timestamp", "request_id"}
 

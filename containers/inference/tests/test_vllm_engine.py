@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE, run, tiny_model
 from ministudio_serve.engines import lora_layers
 from ministudio_serve.engines.vllm_engine import targets_from_config
+from ministudio_serve.testing import BASE, run, tiny_model
 
 
 def _gpu_with_vllm() -> bool:
