@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from tests.helpers.openai_schema import assert_openai
 
 from ministudio_serve.testing import BASE
-from openai_schema import validate
 
 CHAT = {"model": BASE, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 6, "temperature": 0}
 
@@ -23,7 +23,7 @@ def test_chat_completion_validates_and_reports_usage(client):
     reply = client.post("/v1/chat/completions", json=CHAT)
     assert reply.status_code == 200
     body = reply.json()
-    validate(body, "CreateChatCompletionResponse")
+    assert_openai("CreateChatCompletionResponse", body)
     assert body["choices"][0]["finish_reason"] in ("stop", "length")
     usage = body["usage"]
     assert usage["prompt_tokens"] > 5 and 1 <= usage["completion_tokens"] <= 6
@@ -40,7 +40,7 @@ def test_chat_stream_chunks_validate_and_end_with_usage_and_done(client):
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     for chunk in chunks:
-        validate(chunk, "CreateChatCompletionStreamResponse")
+        assert_openai("CreateChatCompletionStreamResponse", chunk)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] >= 1
@@ -53,7 +53,7 @@ def test_completion_and_its_stream_validate(client):
     body = {"model": BASE, "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0}
     reply = client.post("/v1/completions", json=body)
     assert reply.status_code == 200
-    validate(reply.json(), "CreateCompletionResponse")
+    assert_openai("CreateCompletionResponse", reply.json())
     assert reply.json()["usage"]["completion_tokens"] >= 1
     stream = client.post("/v1/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}})
     events = _events(stream)
@@ -63,7 +63,7 @@ def test_completion_and_its_stream_validate(client):
         if chunk["choices"] and chunk["choices"][0]["finish_reason"] is None:
             # OpenAI's streams send finish_reason null until the last chunk, though this schema has no null.
             chunk = {**chunk, "choices": [{**chunk["choices"][0], "finish_reason": "length"}]}
-        validate(chunk, "CreateCompletionResponse")
+        assert_openai("CreateCompletionResponse", chunk)
     text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
     assert text == reply.json()["choices"][0]["text"]
     assert chunks[-1]["usage"]["total_tokens"] == reply.json()["usage"]["total_tokens"]
@@ -71,7 +71,7 @@ def test_completion_and_its_stream_validate(client):
 
 def test_completion_takes_several_prompts_and_token_ids(client):
     reply = client.post("/v1/completions", json={"model": BASE, "prompt": ["a", "b c"], "max_tokens": 3})
-    validate(reply.json(), "CreateCompletionResponse")
+    assert_openai("CreateCompletionResponse", reply.json())
     assert [c["index"] for c in reply.json()["choices"]] == [0, 1]
     ids = client.post("/v1/completions", json={"model": BASE, "prompt": [1, 2, 3, 4], "max_tokens": 2})
     assert ids.status_code == 200 and ids.json()["usage"]["prompt_tokens"] == 4
@@ -79,7 +79,7 @@ def test_completion_takes_several_prompts_and_token_ids(client):
 
 def test_models_list_validates(client):
     body = client.get("/v1/models").json()
-    validate(body, "ListModelsResponse")
+    assert_openai("ListModelsResponse", body)
     assert [m["id"] for m in body["data"]] == [BASE]
 
 
@@ -98,7 +98,7 @@ def test_models_list_validates(client):
 def test_bad_requests_get_openai_errors_never_500(client, body, status, fragment):
     reply = client.post("/v1/chat/completions", json=body)
     assert reply.status_code == status, reply.text
-    validate(reply.json(), "ErrorResponse")
+    assert_openai("ErrorResponse", reply.json())
     assert fragment in reply.json()["error"]["message"]
     assert reply.headers["x-request-id"]
 
@@ -106,7 +106,7 @@ def test_bad_requests_get_openai_errors_never_500(client, body, status, fragment
 def test_malformed_json_is_a_400(client):
     reply = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert reply.status_code == 400
-    validate(reply.json(), "ErrorResponse")
+    assert_openai("ErrorResponse", reply.json())
 
 
 def test_sagemaker_invocations_pick_the_adapter_from_the_header(client, adapter_factory):
@@ -116,21 +116,21 @@ def test_sagemaker_invocations_pick_the_adapter_from_the_header(client, adapter_
     base = client.post("/invocations", json=body)
     tuned = client.post("/invocations", json=body, headers={"X-Amzn-SageMaker-Target-Model": "tuned"})
     assert base.status_code == tuned.status_code == 200
-    validate(base.json(), "CreateChatCompletionResponse")
+    assert_openai("CreateChatCompletionResponse", base.json())
     assert base.json()["model"] == BASE and tuned.json()["model"] == "tuned"
     assert base.json()["choices"][0]["message"]["content"] != tuned.json()["choices"][0]["message"]["content"]
     completion = client.post("/invocations", json={"prompt": "x", "max_tokens": 2, "TargetModel": "tuned"})
     assert completion.status_code == 200 and completion.json()["model"] == "tuned"
     bad = client.post("/invocations", json={"neither": 1})
     assert bad.status_code == 400
-    validate(bad.json(), "ErrorResponse")
+    assert_openai("ErrorResponse", bad.json())
 
 
 def test_the_schema_check_itself_rejects_a_wrong_body():
     import jsonschema
 
     with pytest.raises(jsonschema.ValidationError):
-        validate({"object": "list", "data": [{"id": "m", "object": "model"}]}, "ListModelsResponse")
+        assert_openai("ListModelsResponse", {"object": "list", "data": [{"id": "m", "object": "model"}]})
 
 
 def test_adapters_named_at_start_are_served(settings_factory, make_engine, adapter_factory):
