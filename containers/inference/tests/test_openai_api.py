@@ -127,9 +127,7 @@ def test_sagemaker_invocations_pick_the_adapter_from_the_header(client, adapter_
 
 
 def test_the_schema_check_itself_rejects_a_wrong_body():
-    import jsonschema
-
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(AssertionError, match="created"):
         assert_openai("ListModelsResponse", {"object": "list", "data": [{"id": "m", "object": "model"}]})
 
 
