@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from functions.core.lazy import Lazy
 from functions.core.settings import Settings, get_settings
+from functions.store.aws import aws_client
 
 CHUNK = 1024 * 1024
 
@@ -26,24 +27,11 @@ class ObjectInfo:
 class Blobs:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client = Lazy(lambda: aws_client("s3", settings, signature_version="s3v4"))
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    import boto3
-                    from botocore.config import Config
-
-                    self._client = boto3.client(
-                        "s3",
-                        region_name=self.settings.aws_region,
-                        endpoint_url=self.settings.aws_endpoint_url,
-                        config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
-                    )
-        return self._client
+        return self._client.get()
 
     def put_stream(self, bucket: str, key: str, stream: Readable, content_type: str = "application/jsonl") -> None:
         # upload_fileobj streams in parts (multipart above 8 MB): never the whole body in memory.
@@ -130,20 +118,12 @@ class _ChainedReader:
         return data
 
 
-_blobs: Blobs | None = None
-_blobs_lock = threading.Lock()
+_blobs = Lazy(lambda: Blobs(get_settings()))
 
 
 def get_blobs() -> Blobs:
-    global _blobs
-    if _blobs is None:
-        with _blobs_lock:
-            if _blobs is None:
-                _blobs = Blobs(get_settings())
-    return _blobs
+    return _blobs.get()
 
 
 def reset_blobs(blobs: Blobs | None = None) -> None:
-    global _blobs
-    with _blobs_lock:
-        _blobs = blobs
+    _blobs.reset(blobs)

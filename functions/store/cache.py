@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from functions.core.lazy import Lazy
 from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
 
@@ -94,26 +95,18 @@ def api_key_key(key_hash: str) -> str:
     return f"apikey:{key_hash}"
 
 
-_cache: Cache | None = None
-_cache_lock = threading.Lock()
-
-
 def connect(settings: Settings) -> Cache:
     if not settings.redis_dsn:
         log("warning", "Redis not configured (REDIS_URL/REDIS_HOST): caching and rate limits are off")
     return Cache(settings.redis_dsn, settings.redis_timeout_seconds)
 
 
+_cache = Lazy(lambda: connect(get_settings()))
+
+
 def get_cache() -> Cache:
-    global _cache
-    if _cache is None:
-        with _cache_lock:
-            if _cache is None:
-                _cache = connect(get_settings())
-    return _cache
+    return _cache.get()
 
 
 def reset_cache(cache: Cache | None = None) -> None:
-    global _cache
-    with _cache_lock:
-        _cache = cache
+    _cache.reset(cache)

@@ -6,20 +6,17 @@ late message can never move a record backwards or twice.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from functions.core import names
 from functions.core.errors import Conflict
+from functions.core.lazy import Lazy
 from functions.core.models import ApiKey, Dataset, Tenant, Upload, now
 from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
 from functions.store.jobs import CheckpointRepo, EventRepo, JobRepo, ModelRepo
 from functions.store.paging import Page, after_update, page
-
-_lock = threading.Lock()
-_store: Store | None = None
 
 
 class TenantRepo:
@@ -202,17 +199,13 @@ def connect(settings: Settings) -> Store:
     return store
 
 
+_store = Lazy(lambda: connect(get_settings()))
+
+
 def get_store() -> Store:
-    global _store
-    if _store is None:
-        with _lock:
-            if _store is None:
-                _store = connect(get_settings())
-    return _store
+    return _store.get()
 
 
 def reset_store(store: Store | None = None) -> None:
     """Replace the process-wide store (tests, and the local runtime after it sets MONGODB_URL)."""
-    global _store
-    with _lock:
-        _store = store
+    _store.reset(store)

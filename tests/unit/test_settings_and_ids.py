@@ -26,6 +26,8 @@ SEED_ENV = {
 
 
 def test_seed_variable_names_configure_the_control_plane(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "ARTIFACTS_BUCKET_NAME"):  # other tests' sessions may have set these
+        monkeypatch.delenv(name, raising=False)
     for name, value in SEED_ENV.items():
         monkeypatch.setenv(name, value)
     s = Settings(_env_file=None)
