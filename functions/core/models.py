@@ -47,7 +47,8 @@ class JobStatus(StrEnum):
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    # Built on first use, not at import: the API registers no route with these (bench/cold_start.py).
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
 
     id: str = Field(alias="_id")
 
