@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import threading
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from functions.compute.base import TrainingBackend
+    from functions.compute.serving import ServingBackend
     from functions.core.settings import Settings
 
 _MODULES = {
@@ -20,7 +22,15 @@ _MODULES = {
     "eks": "functions.compute.eks",
     "sagemaker": "functions.compute.sagemaker",
 }
+# Serving: the ray backend trains on a Ray cluster and serves with the local backend's subprocesses.
+_SERVING_MODULES = {
+    "local": "functions.compute.local_serving",
+    "ray": "functions.compute.local_serving",
+    "eks": "functions.compute.eks",
+    "sagemaker": "functions.compute.sagemaker",
+}
 _cache: dict[str, TrainingBackend] = {}
+_serving_cache: dict[str, ServingBackend] = {}
 _cache_lock = threading.Lock()
 
 
@@ -43,11 +53,30 @@ def get_training_backend(settings: Settings | None = None) -> TrainingBackend:
         return backend
 
 
-def reset_training_backends() -> None:
-    """Forget created backends (tests, and a settings reload); closes those that can be closed."""
+def get_serving_backend(settings: Settings | None = None) -> ServingBackend:
+    """Like get_training_backend, for deployments: the module's `create_serving_backend(settings)`."""
+    if settings is None:
+        from functions.core.settings import get_settings
+
+        settings = get_settings()
+    key = settings.model_dump_json()
     with _cache_lock:
-        backends = list(_cache.values())
+        backend = _serving_cache.get(key)
+        if backend is None:
+            module = _module(settings.compute_backend, _SERVING_MODULES)
+            factory = getattr(module, "create_serving_backend", None)
+            if not callable(factory):
+                raise BackendUnavailable(f"{module.__name__} does not define create_serving_backend(settings)")
+            backend = _serving_cache[key] = factory(settings)
+        return backend
+
+
+def reset_training_backends() -> None:
+    """Forget created backends, training and serving (tests, and a settings reload); closes those that can be closed."""
+    with _cache_lock:
+        backends: list[object] = [*_cache.values(), *_serving_cache.values()]
         _cache.clear()
+        _serving_cache.clear()
     for backend in backends:
         close = getattr(backend, "close", None)
         if callable(close):
@@ -55,8 +84,16 @@ def reset_training_backends() -> None:
 
 
 def _create(settings: Settings) -> TrainingBackend:
-    name = settings.compute_backend
-    module_name = _MODULES.get(name)
+    module = _module(settings.compute_backend, _MODULES)
+    factory = getattr(module, "create_backend", None)
+    if not callable(factory):
+        raise BackendUnavailable(f"{module.__name__} does not define create_backend(settings)")
+    backend: TrainingBackend = factory(settings)
+    return backend
+
+
+def _module(name: str, modules: dict[str, str]) -> ModuleType:
+    module_name = modules.get(name)
     if module_name is None:
         raise BackendUnavailable(f"COMPUTE_BACKEND={name!r} is not a known backend; choose one of {sorted(_MODULES)}")
     try:
@@ -67,8 +104,4 @@ def _create(settings: Settings) -> TrainingBackend:
         raise BackendUnavailable(
             f"COMPUTE_BACKEND={name!r}: {module_name} is not part of this build yet; use 'local' or 'ray'"
         ) from exc
-    factory = getattr(module, "create_backend", None)
-    if not callable(factory):
-        raise BackendUnavailable(f"{module_name} does not define create_backend(settings)")
-    backend: TrainingBackend = factory(settings)
-    return backend
+    return module

@@ -83,6 +83,27 @@ class Settings(BaseSettings):
         "from settings; credentials come from the cluster (a pod role), since the dashboard shows job env vars.",
     )
 
+    # Serving (functions/compute/serving.py): deployments of `ministudio-serve`.
+    inference_api_key: SecretStr | None = None  # the one server key the control plane holds (seed 002's API_KEY)
+    inference_api_key_secret_arn: str | None = None
+    local_serving_dir: str | None = None  # one folder per local deployment; default ~/.cache/ministudio/serving
+    local_serving_threads: int | None = None  # torch threads per local inference server
+    serving_ready_timeout_seconds: int = 900  # a deployment not ready by then is failed
+    proxy_timeout_seconds: float = 300.0
+    routing_cache_ttl_seconds: int = 60
+
+    # GPU backends (#7): EKS and SageMaker. The CDK stacks set these from their outputs.
+    trainer_image_uri: str | None = None
+    inference_image_uri: str | None = None
+    eks_cluster_name: str | None = None
+    eks_namespace: str = "ministudio"
+    eks_service_account: str = "ministudio-workload"
+    keda_prometheus_url: str = "http://prometheus-server.monitoring.svc.cluster.local:80"
+    sagemaker_execution_role_arn: str | None = None
+    sagemaker_training_instance_type: str = "ml.g5.2xlarge"
+    sagemaker_inference_instance_type: str = "ml.g5.2xlarge"
+    sagemaker_use_spot: bool = False
+
     # Tenancy
     tenant_cache_ttl_seconds: int = 60
     rate_limit_per_minute: int = 600
@@ -109,6 +130,9 @@ class Settings(BaseSettings):
             self.mongodb_url = _secret(self.mongodb_url_secret_arn, self.aws_region)
         if self.redis_url is None and self.redis_url_secret_arn:
             self.redis_url = _secret(self.redis_url_secret_arn, self.aws_region)
+        if self.inference_api_key is None and self.inference_api_key_secret_arn:
+            key = _secret(self.inference_api_key_secret_arn, self.aws_region)
+            self.inference_api_key = SecretStr(key) if key else None
         return self
 
     @property
