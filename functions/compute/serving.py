@@ -111,3 +111,15 @@ def serving_name(kind: Literal["base", "ft"], tenant: str, model: str, deploymen
     room = 63 - len(prefix) - len(digest) - 2
     stem = stem[:room].strip("-") or "m"
     return f"{prefix}-{stem}-{digest}"
+
+
+# Prometheus label that names a deployment on every scraped inference server: the local runtime's file_sd targets
+# and the EKS scrape config (relabelled from the pod label `ministudio.io/deployment`) both set it.
+DEPLOYMENT_LABEL = "deployment"
+POD_DEPLOYMENT_LABEL = "ministudio.io/deployment"
+
+
+def queue_depth_query(name: str) -> str:
+    """The KEDA trigger's PromQL: requests waiting across a deployment's replicas (vLLM's metric name, which the
+    transformers engine exports too)."""
+    return f'sum(vllm:num_requests_waiting{{{DEPLOYMENT_LABEL}="{name}"}})'
