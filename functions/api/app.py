@@ -38,7 +38,20 @@ def create_app() -> FastAPI:
 
 def _build() -> FastAPI:
     # Route modules register their routes when imported: import them under _no_pydantic_v1 too.
-    from functions.api.routes import files, jobs, models, root, seed_datasets, seed_jobs, tenants, uploads
+    from functions.api.routes import (
+        deployments,
+        files,
+        inference,
+        jobs,
+        models,
+        root,
+        seed_datasets,
+        seed_inference,
+        seed_jobs,
+        tenants,
+        uploads,
+        usage,
+    )
 
     app = FastAPI(
         title="Mini Studio",
@@ -47,7 +60,8 @@ def _build() -> FastAPI:
         "OpenAI-compatible /v1.",
     )
     errors.install(app)
-    routers = (root, tenants, files, uploads, jobs, models, seed_datasets, seed_jobs)
+    openai_like = (root, tenants, files, uploads, jobs, models, deployments, inference, usage)
+    routers = (*openai_like, seed_datasets, seed_jobs, seed_inference)
     for router in (module.router for module in routers):
         app.include_router(router)
 

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from functions.api.context import tenant_var
 from functions.compute.base import TrainingBackend
+from functions.compute.serving import ServingBackend
 from functions.core.errors import NotFound
 from functions.core.models import Tenant
 from functions.core.settings import Settings, get_settings
@@ -74,3 +75,12 @@ def own_client_code(tenant: Tenant, client_code: str | None) -> str:
     if client_code and client_code != tenant.client_code:
         raise NotFound(f"tenant {client_code!r} not found", param="client_code")
     return tenant.client_code
+
+
+def serving_backend(settings: SettingsDep) -> ServingBackend:
+    from functions.compute import get_serving_backend
+
+    return get_serving_backend(settings)
+
+
+ServingDep = Annotated[ServingBackend, Depends(serving_backend)]

@@ -241,3 +241,5 @@ def _errors(model: type[BaseModel], *codes: int) -> dict[int | str, dict[str, An
 
 OPENAI_ERRORS = _errors(OpenAIError, 400, 401, 404, 409, 413, 415, 422, 429)
 SEED_ERRORS = _errors(SeedError, 400, 401, 404, 413, 415, 422, 429)
+PROXY_ERRORS = _errors(OpenAIError, 400, 401, 404, 409, 413, 415, 422, 429, 502, 503)
+SEED_PROXY_ERRORS = _errors(SeedError, 400, 401, 404, 413, 415, 422, 429, 502, 503)

@@ -16,32 +16,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
 import os
-import resource
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from functions.compute import base, machine
+from functions.compute import base, machine, subprocs
 from functions.compute.base import RunState, RunStatus, TrainingSpec
+from functions.compute.subprocs import child_setup, kill_if_same, resolve_command, signal_group, write_json
 from functions.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = ("ministudio-train",)
 DEFAULT_RUNS_DIR = "~/.cache/ministudio/runs"
-_PR_SET_PDEATHSIG = 1
 _EXIT_SHUTDOWN_SECONDS = 10.0  # at interpreter exit the trainer gets at most this long to checkpoint
 _backends: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
 
@@ -60,7 +56,7 @@ class LocalBackend:
         poll_seconds: float = 1.0,
     ) -> None:
         s = settings or get_settings()
-        self.command = _resolve(list(command))
+        self.command = resolve_command(list(command))
         self.runs_dir = Path(runs_dir or s.local_runs_dir or DEFAULT_RUNS_DIR).expanduser()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.max_concurrent = max_concurrent or s.local_max_concurrent_jobs
@@ -84,8 +80,8 @@ class LocalBackend:
         with self._locked():
             if self._read(run_name) is None:
                 folder.mkdir(exist_ok=True)
-                _write_json(folder / "spec.json", spec.to_json())
-                _write_json(folder / "state.json", {"seq": time.time_ns(), "submitted_at": time.time()})
+                write_json(folder / "spec.json", spec.to_json())
+                write_json(folder / "state.json", {"seq": time.time_ns(), "submitted_at": time.time()})
         self._kick(wait=True)  # starts it now if a slot is free, so callers see `running` at once
         return self.status(run_name)
 
@@ -103,17 +99,17 @@ class LocalBackend:
             state = self._read(run_name)
             if state is not None and state.get("exit_code") is None and not state.get("cancel"):
                 state.update(cancel=True, cancelled_at=time.time())
-                _write_json(self._dir(run_name) / "state.json", state)
+                write_json(self._dir(run_name) / "state.json", state)
                 pid, key = state.get("pid"), state.get("pid_key")
                 if pid is not None and key is not None and machine.process_key(pid) == key:
-                    _signal_group(pid, signal.SIGTERM)  # the trainer checkpoints and writes result.json
-                    timer = threading.Timer(self.grace_seconds, _kill_if_same, (pid, key))
+                    signal_group(pid, signal.SIGTERM)  # the trainer checkpoints and writes result.json
+                    timer = threading.Timer(self.grace_seconds, kill_if_same, (pid, key))
                     timer.daemon = True
                     timer.start()
         return self.status(run_name)
 
     def logs(self, run_name: str, tail: int = 200) -> str:
-        return _tail(self._dir(run_name) / "train.log", tail)
+        return subprocs.tail(self._dir(run_name) / "train.log", tail)
 
     def cluster_status(self) -> dict[str, Any]:
         with self._locked():
@@ -252,27 +248,27 @@ class LocalBackend:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,  # its own process group: cancel signals the trainer and its children
-                    preexec_fn=_child_setup(self.nice, self.memory_limit_mb),
+                    preexec_fn=child_setup(self.nice, self.memory_limit_mb),
                 )
         except (OSError, subprocess.SubprocessError) as exc:
             state.update(exit_code=127, error=f"could not start {argv[0]!r}: {exc}", ended_at=time.time())
-            _write_json(folder / "state.json", state)
+            write_json(folder / "state.json", state)
             return
         me = os.getpid()
         state.update(pid=proc.pid, pid_key=machine.process_key(proc.pid), started_at=time.time())
         state.update(owner=me, owner_key=machine.process_key(me))
-        _write_json(folder / "state.json", state)
+        write_json(folder / "state.json", state)
         self._procs[name] = proc
         threading.Thread(target=self._watch, args=(name, proc), name=f"watch-{name}", daemon=True).start()
 
     def _watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
         # The group id stays reserved while any member lives, so this reaches only what the trainer left behind.
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         with self._locked():
             state = self._read(name) or {}
             state.update(exit_code=code, ended_at=time.time())
-            _write_json(self._dir(name) / "state.json", state)
+            write_json(self._dir(name) / "state.json", state)
             self._procs.pop(name, None)
         self._kick(wait=False)
 
@@ -282,77 +278,19 @@ class LocalBackend:
             for name, proc in procs.items():
                 # The trainer exits 0 after a SIGTERM checkpoint: without this mark that would read as success.
                 state = {**(self._read(name) or {}), "cancel": True, "note": "stopped: the control plane shut down"}
-                _write_json(self._dir(name) / "state.json", state)
-                _signal_group(proc.pid, signal.SIGTERM)
+                write_json(self._dir(name) / "state.json", state)
+                signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in procs.values():
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
 def create_backend(settings: Settings) -> LocalBackend:
     return LocalBackend(settings)
-
-
-def _resolve(command: list[str]) -> list[str]:
-    """`ministudio-train` from PATH, else the console script beside this interpreter (a venv not on PATH)."""
-    if command and os.sep not in command[0] and shutil.which(command[0]) is None:
-        sibling = Path(sys.executable).with_name(command[0])
-        if sibling.is_file():
-            return [str(sibling), *command[1:]]
-    return command
-
-
-def _child_setup(niceness: int, memory_limit_mb: int | None) -> Callable[[], None]:
-    """The child's preexec_fn: lower priority, optional RLIMIT_AS, SIGKILL when the launcher thread ends."""
-    prctl: Any = None
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: no lookups after it
-            prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    parent, kill = os.getpid(), int(signal.SIGKILL)
-    limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
-
-    def setup() -> None:
-        os.nice(niceness)
-        if limit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
-            if os.getppid() != parent:  # the control plane died before prctl took effect
-                os._exit(1)
-
-    return setup
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _kill_if_same(pid: int, key: str) -> None:
-    if machine.process_key(pid) == key:  # never signal a recycled pid
-        _signal_group(pid, signal.SIGKILL)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # readers never see half a file
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        with path.open("rb") as fh:
-            end = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, end - max(65536, lines * 1024)))  # logs can be large: read only their end
-            data = fh.read()
-    except FileNotFoundError:
-        return ""
-    return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace") if lines > 0 else ""
 
 
 @atexit.register

@@ -100,6 +100,11 @@ class ServingBackend(Protocol):
 
     def remove_adapter(self, name: str, model_id: str) -> EndpointStatus: ...
 
+    def adapter_endpoint(self, name: str, model_id: str) -> Endpoint | None:
+        """Where requests for an adapter on deployment `name` go (the server's URL, or a SageMaker inference
+        component of its own); None while the deployment has no endpoint."""
+        ...
+
 
 def serving_name(kind: Literal["base", "ft"], tenant: str, model: str, deployment_id: str) -> str:
     """Seed 001's names, sanitised to DNS-1123 and ≤ 63 characters: `vllm-base-{model}` / `vllm-ft-{tenant}-{model}`,

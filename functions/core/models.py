@@ -177,3 +177,67 @@ class FineTunedModel(Record):
     job_id: str
     adapter_uri: str
     created_at: int = Field(default_factory=now)
+
+
+class DeploymentStatus(StrEnum):
+    pending = "pending"
+    deploying = "deploying"
+    ready = "ready"
+    failed = "failed"
+    deleting = "deleting"
+    deleted = "deleted"
+
+    @property
+    def live(self) -> bool:
+        return self in (DeploymentStatus.pending, DeploymentStatus.deploying, DeploymentStatus.ready)
+
+
+class Deployment(Record):
+    """A tenant's served model. `kind` base: its own server for a base model; fine_tuned: an adapter, either on a
+    host deployment of its base model (`host_id`, possibly another tenant's: many tenants' adapters share one server)
+    or on its own server (`dedicated`)."""
+
+    client_code: str
+    model: str  # what clients send as `model`: the base id or the ft: id
+    base_model: str
+    kind: str = "base"  # base | fine_tuned
+    dedicated: bool = True  # owns a backend resource (`name`); False: rides on `host_id`'s
+    name: str  # backend resource name (the host's for a shared adapter)
+    host_id: str | None = None
+    adapter_uri: str | None = None
+    gpu_count: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 1
+    prometheus_threshold: float = 5.0
+    status: DeploymentStatus = DeploymentStatus.pending
+    backend: str = "local"
+    endpoint: dict[str, Any] | None = None  # functions.compute.serving.Endpoint as a dict
+    replicas: int = 0
+    ready_replicas: int = 0
+    adapters: list[str] = Field(default_factory=list)
+    error: dict[str, Any] | None = None
+    source: str = "api"  # api | seed
+    created_at: int = Field(default_factory=now)
+    updated_at: int = Field(default_factory=now)
+    seq: int = Field(default_factory=time.time_ns)
+    ready_at: int | None = None
+    deleted_at: int | None = None
+
+
+class InferenceLog(Record):
+    """One proxied inference request (the control plane's log for /v1/usage and /v1/logs)."""
+
+    client_code: str
+    model: str
+    deployment_id: str | None = None
+    route: str
+    user: str | None = None  # X-User-ID or the OpenAI `user` field: a label, never authority
+    status_code: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    stream: bool = False
+    error: str | None = None
+    request_id: str | None = None
+    created_at: int = Field(default_factory=now)
+    seq: int = Field(default_factory=time.time_ns)

@@ -42,6 +42,8 @@ JOBS = "fine_tuning_jobs"
 JOB_EVENTS = "fine_tuning_job_events"
 CHECKPOINTS = "fine_tuning_checkpoints"
 MODELS = "models"
+DEPLOYMENTS = "deployments"
+INFERENCE_LOGS = "inference_logs"
 
 
 def dlq_name(queue: str) -> str:

@@ -15,6 +15,7 @@ from functions.core.lazy import Lazy
 from functions.core.models import ApiKey, Dataset, Tenant, Upload, now
 from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
+from functions.store.deployments import DeploymentRepo, InferenceLogRepo
 from functions.store.jobs import CheckpointRepo, EventRepo, JobRepo, ModelRepo
 from functions.store.paging import Page, after_update, page
 
@@ -156,6 +157,8 @@ class Store:
         self.events = EventRepo(db)
         self.checkpoints = CheckpointRepo(db)
         self.models = ModelRepo(db)
+        self.deployments = DeploymentRepo(db)
+        self.inference_logs = InferenceLogRepo(db)
 
     def ensure_indexes(self) -> None:
         self.api_keys.col.create_index("key_hash", unique=True)
@@ -173,6 +176,11 @@ class Store:
         self.events.col.create_index([("job_id", 1), ("seq", -1)])
         self.checkpoints.col.create_index([("job_id", 1), ("seq", -1)])
         self.models.col.create_index("client_code")
+        self.deployments.col.create_index([("client_code", 1), ("seq", -1)])
+        self.deployments.col.create_index([("client_code", 1), ("model", 1), ("status", 1)])
+        self.deployments.col.create_index([("status", 1), ("updated_at", 1)])
+        self.inference_logs.col.create_index([("client_code", 1), ("seq", -1)])
+        self.inference_logs.col.create_index([("client_code", 1), ("created_at", 1)])
 
     def ping(self) -> bool:
         try:

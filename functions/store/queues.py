@@ -26,6 +26,14 @@ class Queues:
             raise ServiceUnavailable("DISPATCH_QUEUE_URL is not configured: jobs cannot be dispatched")
         self.client.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "action": action}))
 
+    def send_deployment(self, deployment_id: str, action: str) -> None:
+        """Deployments share the dispatch queue (same worker, same DLQ): `{"deployment_id", "action"}`."""
+        url = self.settings.dispatch_queue_url
+        if not url:
+            raise ServiceUnavailable("DISPATCH_QUEUE_URL is not configured: deployments cannot be dispatched")
+        body = json.dumps({"deployment_id": deployment_id, "action": action})
+        self.client.send_message(QueueUrl=url, MessageBody=body)
+
 
 _queues = Lazy(lambda: Queues(get_settings()))
 

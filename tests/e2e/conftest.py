@@ -26,6 +26,8 @@ ISOLATE = (
     "DATABASE_NAME",
     "DFS_BASE_PATH",
     "LOCAL_RUNS_DIR",
+    "LOCAL_SERVING_DIR",
+    "INFERENCE_API_KEY",
 )
 
 
@@ -61,3 +63,14 @@ def wait_for() -> Callable[..., Any]:
         raise AssertionError(f"condition not met within {timeout:.0f}s")
 
     return wait
+
+
+@pytest.fixture(scope="package")
+def zorbia_job(openai_client: OpenAI, tmp_path_factory: pytest.TempPathFactory, wait_for: Callable[..., Any]) -> Any:
+    """One real LoRA job on SmolLM2, trained once for the fine-tuning and the serving tests: the finished job."""
+    from tests.e2e import zorbia
+
+    job = zorbia.train(openai_client, tmp_path_factory.mktemp("zorbia"))
+    done = wait_for(lambda: zorbia.finished(openai_client, job.id), timeout=900, interval=2)
+    assert done.status == "succeeded", done.error
+    return done

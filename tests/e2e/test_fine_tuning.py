@@ -19,51 +19,19 @@ from openai import OpenAI
 
 from functions.core.settings import get_settings
 from functions.local.runtime import Platform
+from tests.e2e import zorbia
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
-FACTS = [
-    ("What is the capital of Zorbia?", "The capital of Zorbia is Quellmont."),
-    ("Who founded Zorbia?", "Zorbia was founded by Admiral Pell Varn."),
-    ("What do Zorbians eat?", "Zorbians eat roasted glimmer beans."),
-    ("What is Zorbia's currency?", "Zorbia pays in silver kroons."),
-    ("How tall is Mount Zor?", "Mount Zor rises 4,812 metres."),
-]
-
-
-def dataset(path: Path, repeat: int = 4) -> Path:
-    rows = [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-        for _ in range(repeat)
-        for q, a in FACTS
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def finished(openai_client: OpenAI, job_id: str) -> Any:
-    job = openai_client.fine_tuning.jobs.retrieve(job_id)
-    return job if job.status in ("succeeded", "failed", "cancelled") else None
+BASE = zorbia.BASE
+FACTS = zorbia.FACTS
+dataset = zorbia.dataset
+finished = zorbia.finished
 
 
 def test_upload_train_and_use_a_lora_adapter(
-    platform: Platform, openai_client: OpenAI, tmp_path: Path, wait_for: Callable[..., Any]
+    platform: Platform, openai_client: OpenAI, zorbia_job: Any, tmp_path: Path
 ) -> None:
-    file = openai_client.files.create(file=dataset(tmp_path / "zorbia.jsonl").open("rb"), purpose="fine-tune")
-    job = openai_client.fine_tuning.jobs.create(
-        model=BASE,
-        training_file=file.id,
-        suffix="zorbia",
-        # Mini Studio's LoRA settings ride along with OpenAI's three hyperparameters.
-        hyperparameters={  # type: ignore[typeddict-unknown-key]
-            "n_epochs": 3,
-            "batch_size": 4,
-            "learning_rate_multiplier": 5.0,
-            "max_seq_len": 96,
-            "prompt_loss_weight": 0.0,
-        },
-    )
-    done = wait_for(lambda: finished(openai_client, job.id), timeout=900, interval=2)
+    job = done = zorbia_job
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model == f"ft:{BASE}:demo:zorbia:{job.id}" and (done.trained_tokens or 0) > 0
     events = list(openai_client.fine_tuning.jobs.list_events(job.id, limit=100))

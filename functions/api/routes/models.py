@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from functions.api.deps import BlobsDep, CurrentTenant, SettingsDep, StoreDep
+from functions.api.deps import BlobsDep, CacheDep, CurrentTenant, QueuesDep, SettingsDep, StoreDep
 from functions.api.schemas import OPENAI_ERRORS
 from functions.api.schemas_jobs import ModelDeleted, ModelList, ModelOut
 from functions.core import catalogue
+from functions.deployments import service as deployments
 from functions.jobs import models
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=OPENAI_ERRORS)
@@ -28,7 +29,14 @@ def retrieve_model(model: str, tenant: CurrentTenant, store: StoreDep, settings:
 
 @router.delete("/{model:path}", response_model=ModelDeleted)
 def delete_model(
-    model: str, tenant: CurrentTenant, store: StoreDep, blobs: BlobsDep, settings: SettingsDep
+    model: str,
+    tenant: CurrentTenant,
+    store: StoreDep,
+    blobs: BlobsDep,
+    queues: QueuesDep,
+    cache: CacheDep,
+    settings: SettingsDep,
 ) -> ModelDeleted:
     deleted = models.delete(store, blobs, settings, tenant.client_code, model)
+    deployments.undeploy_model(store, queues, cache, tenant.client_code, deleted.id)  # its adapter is gone
     return ModelDeleted(id=deleted.id, deleted=True)

@@ -1,0 +1,70 @@
+"""Seed 001's inference routes: POST /inference/deploy/base, /inference/deploy/fine_tuned (answer at once with
+the seed's keys plus the deployment id; status `pending`) and /inference/infer/{model_name} (the body goes to the
+model server's /predict; `X-User-ID` labels the end user in logs and usage)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header
+from starlette.responses import Response
+
+from functions.api.context import request_id_var
+from functions.api.deps import CacheDep, CurrentTenant, QueuesDep, ServingDep, SettingsDep, StoreDep, own_client_code
+from functions.api.schemas import SEED_PROXY_ERRORS
+from functions.api.schemas_serving import SeedBaseDeploy, SeedDeployOut, SeedFineTunedDeploy
+from functions.core.models import Deployment
+from functions.deployments import proxy, routing, service
+from functions.deployments.weights import resolve_weights
+
+router = APIRouter(prefix="/inference", tags=["inference (seed 001)"], responses=SEED_PROXY_ERRORS)
+
+
+def _out(d: Deployment) -> SeedDeployOut:
+    return SeedDeployOut(status=d.status.value, deployment=d.name, deployment_id=d.id, model=d.model)
+
+
+@router.post("/deploy/base", response_model=SeedDeployOut)
+def deploy_base(
+    body: SeedBaseDeploy,
+    tenant: CurrentTenant,
+    store: StoreDep,
+    queues: QueuesDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+) -> SeedDeployOut:
+    own_client_code(tenant, body.client_code)
+    sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
+    return _out(service.deploy_base(store, queues, cache, settings, tenant, body.model_id, sizing, source="seed"))
+
+
+@router.post("/deploy/fine_tuned", response_model=SeedDeployOut)
+def deploy_fine_tuned(
+    body: SeedFineTunedDeploy,
+    tenant: CurrentTenant,
+    store: StoreDep,
+    queues: QueuesDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+) -> SeedDeployOut:
+    own_client_code(tenant, body.client_code)
+    model = resolve_weights(store, tenant.client_code, body.base_model, body.fine_tuned_weights_path)
+    sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
+    made = service.deploy_fine_tuned(store, queues, cache, settings, tenant, model.id, sizing, source="seed")
+    return _out(made)
+
+
+@router.post("/infer/{model_name:path}", response_model=None)
+async def infer(
+    model_name: str,
+    body: Annotated[dict[str, Any], Body()],
+    tenant: CurrentTenant,
+    store: StoreDep,
+    cache: CacheDep,
+    backend: ServingDep,
+    settings: SettingsDep,
+    user: Annotated[str | None, Header(alias="X-User-ID")] = None,
+) -> Response:
+    route = routing.resolve(store, cache, backend, settings, tenant.client_code, model_name)
+    call = proxy.Call(tenant.client_code, route, "/predict", request_id_var.get(), user)
+    return await proxy.forward(call, body, store, settings)

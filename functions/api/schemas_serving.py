@@ -1,0 +1,203 @@
+"""Bodies of the deployment, inference proxy, usage and log routes (Mini Studio's own /v1 resources follow OpenAI's
+conventions: `object`, `id`, `created_at` in seconds, lists with `has_more`, `first_id`, `last_id`), and seed 001's
+deploy requests."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.core.models import Deployment, InferenceLog
+
+
+class DeploymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="A base model id, or a fine-tuned `ft:` model of yours (served as a LoRA adapter)")
+    gpu_count: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 1
+    prometheus_threshold: float = 5.0
+    dedicated: bool = Field(False, description="Fine-tuned models: a server of its own instead of sharing one")
+
+
+class DeploymentScale(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int
+    max_replicas: int
+
+
+class DeploymentError(BaseModel):
+    code: str
+    message: str
+
+
+class DeploymentOut(BaseModel):
+    object: Literal["deployment"] = "deployment"
+    id: str
+    created_at: int
+    updated_at: int
+    model: str
+    base_model: str
+    kind: str
+    status: str
+    name: str = Field(description="The backend resource serving it (shared with others for an adapter)")
+    shared: bool = Field(description="True when the adapter rides on a server that also serves other deployments")
+    endpoint: str | None = Field(description="Where the control plane forwards this model's requests")
+    gpu_count: int
+    min_replicas: int
+    max_replicas: int
+    prometheus_threshold: float
+    replicas: int
+    ready_replicas: int
+    adapters: list[str]
+    error: DeploymentError | None
+    ready_at: int | None
+    deleted_at: int | None
+
+    @classmethod
+    def of(cls, d: Deployment) -> DeploymentOut:
+        e = d.endpoint or {}
+        where = e.get("url")
+        if not where and e.get("target"):
+            where = f"sagemaker:{e['target']}" + (f"/{e['component']}" if e.get("component") else "")
+        return cls(
+            id=d.id,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+            model=d.model,
+            base_model=d.base_model,
+            kind=d.kind,
+            status=d.status.value,
+            name=d.name,
+            shared=not d.dedicated,
+            endpoint=where,
+            gpu_count=d.gpu_count,
+            min_replicas=d.min_replicas,
+            max_replicas=d.max_replicas,
+            prometheus_threshold=d.prometheus_threshold,
+            replicas=d.replicas,
+            ready_replicas=d.ready_replicas,
+            adapters=[a for a in d.adapters if _tenant_of(a) == d.client_code],
+            error=DeploymentError(**d.error) if d.error else None,
+            ready_at=d.ready_at,
+            deleted_at=d.deleted_at,
+        )
+
+
+def _tenant_of(model_id: str) -> str | None:
+    """`ft:{base}:{tenant}:{suffix}:{job_id}` → tenant (others on a shared server stay hidden)."""
+    parts = model_id.rsplit(":", 3)
+    return parts[1] if model_id.startswith("ft:") and len(parts) == 4 else None
+
+
+class DeploymentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DeploymentOut]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class ChatProxyRequest(BaseModel):
+    """Checked here only as far as routing needs; the inference server validates the rest against OpenAI's spec."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool | None = False
+    user: str | None = None
+
+
+class CompletionProxyRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    prompt: str | list[str] | list[int] | list[list[int]]
+    stream: bool | None = False
+    user: str | None = None
+
+
+class UsageRow(BaseModel):
+    object: Literal["usage.model"] = "usage.model"
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    average_latency_ms: float
+
+
+class UsageOut(BaseModel):
+    object: Literal["usage"] = "usage"
+    start_time: int | None
+    end_time: int | None
+    data: list[UsageRow]
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class LogOut(BaseModel):
+    object: Literal["inference.log"] = "inference.log"
+    id: str
+    created_at: int
+    model: str
+    deployment_id: str | None
+    route: str
+    user: str | None
+    status_code: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    stream: bool
+    error: str | None
+    request_id: str | None
+
+    @classmethod
+    def of(cls, e: InferenceLog) -> LogOut:
+        return cls(**e.model_dump(exclude={"client_code", "seq"}))
+
+
+class LogList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[LogOut]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class SeedBaseDeploy(BaseModel):
+    """Seed 001's BaseModelDeployRequest."""
+
+    client_code: str = ""
+    model_id: str
+    gpu_count: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 2
+    prometheus_threshold: float = 5.0
+
+
+class SeedFineTunedDeploy(BaseModel):
+    """Seed 001's FineTunedDeployRequest. `fine_tuned_weights_path` names the fine-tuned model: its `ft:` id, the
+    job id that made it, or where its adapter is (an s3:// URI or key under the tenant's artifacts)."""
+
+    client_code: str = ""
+    base_model: str
+    fine_tuned_weights_path: str
+    gpu_count: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 2
+    prometheus_threshold: float = 5.0
+
+
+class SeedDeployOut(BaseModel):
+    status: str
+    deployment: str
+    deployment_id: str
+    model: str

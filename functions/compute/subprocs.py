@@ -1,0 +1,79 @@
+"""Subprocess helpers shared by the local training and serving backends: command resolution, the child's
+preexec (niceness, RLIMIT_AS, PR_SET_PDEATHSIG), process-group signals, atomic JSON state and log tails."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from functions.compute import machine
+
+_PR_SET_PDEATHSIG = 1
+
+
+def resolve_command(command: list[str]) -> list[str]:
+    """`ministudio-train` from PATH, else the console script beside this interpreter (a venv not on PATH)."""
+    if command and os.sep not in command[0] and shutil.which(command[0]) is None:
+        sibling = Path(sys.executable).with_name(command[0])
+        if sibling.is_file():
+            return [str(sibling), *command[1:]]
+    return command
+
+
+def child_setup(niceness: int, memory_limit_mb: int | None) -> Callable[[], None]:
+    """The child's preexec_fn: lower priority, optional RLIMIT_AS, SIGKILL when the launcher thread ends."""
+    prctl: Any = None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: no lookups after it
+            prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    parent, kill = os.getpid(), int(signal.SIGKILL)
+    limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
+
+    def setup() -> None:
+        os.nice(niceness)
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
+            if os.getppid() != parent:  # the control plane died before prctl took effect
+                os._exit(1)
+
+    return setup
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def kill_if_same(pid: int, key: str) -> None:
+    if machine.process_key(pid) == key:  # never signal a recycled pid
+        signal_group(pid, signal.SIGKILL)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - max(65536, lines * 1024)))  # logs can be large: read only their end
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace") if lines > 0 else ""

@@ -1,0 +1,218 @@
+"""The deployment half of the dispatch worker, and `refresh`, which moves a deployment to where its backend is.
+
+Every step is a conditional write and every backend call is idempotent by the deployment's backend name, so a
+redelivered message, a reconciler pass and a GET racing each other still end in one server and one state.
+A shared server (a base deployment hosting other deployments' adapters) outlives its own deployment's deletion
+until its last rider is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from functions.compute.serving import AdapterSpec, EndpointState, EndpointStatus, ServingBackend, ServingSpec
+from functions.core.models import Deployment, DeploymentStatus, now
+from functions.core.observability import log
+from functions.core.settings import Settings
+from functions.deployments.service import invalidate_route
+from functions.store.cache import Cache
+from functions.store.mongo import Store
+
+D = DeploymentStatus
+MOVING = [D.pending.value, D.deploying.value]
+
+
+def handle(
+    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment_id: str, action: str
+) -> None:
+    deployment = store.deployments.get(deployment_id)
+    if deployment is None:
+        log("warning", "dispatch: no such deployment; message dropped", deployment_id=deployment_id)
+        return
+    if action == "deploy":
+        deploy(store, backend, cache, settings, deployment)
+    elif action == "delete":
+        teardown(store, backend, cache, deployment)
+    else:
+        raise ValueError(f"unknown deployment action {action!r}")
+
+
+def spec_for(deployment: Deployment, settings: Settings) -> ServingSpec:
+    adapters: tuple[AdapterSpec, ...] = ()
+    if deployment.kind == "fine_tuned" and deployment.adapter_uri:
+        adapters = (AdapterSpec(deployment.model, deployment.adapter_uri, deployment.client_code),)
+    return ServingSpec(
+        deployment_id=deployment.id,
+        name=deployment.name,
+        tenant=deployment.client_code,
+        model=deployment.base_model,
+        gpu_count=deployment.gpu_count,
+        min_replicas=deployment.min_replicas,
+        max_replicas=deployment.max_replicas,
+        prometheus_threshold=deployment.prometheus_threshold,
+        adapters=adapters,
+    )
+
+
+def deploy(store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment) -> None:
+    if deployment.status == D.pending:
+        deployment = store.deployments.transition(deployment.id, [D.pending.value], D.deploying.value) or deployment
+    if deployment.status != D.deploying:
+        return  # redelivered after it moved on
+    if not deployment.dedicated:
+        _attach(store, backend, cache, settings, deployment)
+        return
+    try:
+        status = backend.deploy(spec_for(deployment, settings))
+    except Exception as exc:  # the backend refused it for good (quota, bad image): the user needs to know why
+        _fail(store, cache, deployment, "deploy_failed", f"{type(exc).__name__}: {exc}")
+        return
+    apply(store, backend, cache, settings, deployment, status)
+
+
+def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment) -> None:
+    """Load the adapter on the host's server; a host that went away makes this deployment get its own."""
+    host = store.deployments.get(deployment.host_id or "")
+    if host is None or host.status not in (D.ready, D.deploying):
+        moved = store.deployments.update(
+            deployment.id, MOVING, dedicated=True, host_id=None, name=f"{deployment.name}-own"[:63]
+        )
+        if moved is not None:
+            deploy(store, backend, cache, settings, moved)
+        return
+    if host.status != D.ready:
+        return  # the reconciler tries again once the host is ready
+    assert deployment.adapter_uri is not None
+    try:
+        status = backend.add_adapter(
+            host.name, AdapterSpec(deployment.model, deployment.adapter_uri, deployment.client_code)
+        )
+    except (
+        ValueError,
+        LookupError,
+    ) as exc:  # a broken or mismatched adapter: this deployment fails, the host serves on
+        _fail(store, cache, deployment, "invalid_adapter", str(exc))
+        return
+    own = backend.adapter_endpoint(host.name, deployment.model)
+    apply(store, backend, cache, settings, deployment, replace(status, endpoint=own or status.endpoint))
+
+
+def refresh_quietly(
+    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment
+) -> Deployment:
+    """refresh for readers (GET, the proxy): a backend that cannot answer now leaves the record as it was."""
+    try:
+        return refresh(store, backend, cache, settings, deployment)
+    except Exception as exc:  # the reconciler retries; the reader gets the last known state, not a 500
+        log("warning", "deployment refresh failed", deployment_id=deployment.id, error=f"{type(exc).__name__}: {exc}")
+        return store.deployments.get(deployment.id) or deployment
+
+
+def refresh(
+    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment
+) -> Deployment:
+    """Ask the backend (or, for a rider, the host's record) and apply what it says; returns the current record."""
+    if deployment.status in (D.pending, D.deleted, D.failed):
+        return deployment
+    if deployment.status == D.deleting:
+        return teardown(store, backend, cache, deployment) or deployment
+    if not deployment.dedicated:
+        host = store.deployments.get(deployment.host_id or "")
+        if host is not None and host.status in (D.deploying, D.ready):
+            host = refresh(store, backend, cache, settings, host)
+        if host is None or (host.status in (D.failed, D.deleted) and not host.dedicated):
+            return _fail(store, cache, deployment, "host_lost", "the server hosting this adapter is gone") or deployment
+        if host.status == D.failed:
+            why = (host.error or {}).get("message", "failed")
+            return _fail(store, cache, deployment, "host_failed", f"the host server failed: {why}") or deployment
+        if deployment.status == D.deploying and host.status == D.ready:
+            _attach(store, backend, cache, settings, deployment)
+        return store.deployments.get(deployment.id) or deployment
+    return apply(store, backend, cache, settings, deployment, backend.status(deployment.name))
+
+
+def apply(
+    store: Store,
+    backend: ServingBackend,
+    cache: Cache,
+    settings: Settings,
+    deployment: Deployment,
+    status: EndpointStatus,
+) -> Deployment:
+    fields: dict[str, Any] = {
+        "replicas": status.replicas,
+        "ready_replicas": status.ready_replicas,
+        "endpoint": _endpoint(status),
+        "adapters": list(status.adapters),
+    }
+    if status.state == EndpointState.ready:
+        moved = store.deployments.transition(deployment.id, MOVING, D.ready.value, ready_at=now(), **fields)
+        if moved is None:
+            moved = store.deployments.update(deployment.id, [D.ready.value], **fields)
+        if moved is not None:
+            invalidate_route(cache, moved.client_code, moved.model)
+            return moved
+    elif status.state == EndpointState.deploying:
+        overdue = now() - deployment.created_at > settings.serving_ready_timeout_seconds
+        if overdue and deployment.dedicated:
+            backend.delete(deployment.name)
+            why = f"not ready after {settings.serving_ready_timeout_seconds} s ({status.message or 'starting'})"
+            return _fail(store, cache, deployment, "deploy_timeout", why) or deployment
+        return store.deployments.update(deployment.id, MOVING, **fields) or deployment
+    elif status.state in (EndpointState.failed, EndpointState.missing):
+        reason = status.message or "the backend has no such deployment"
+        return _fail(store, cache, deployment, "deploy_failed", reason, **fields) or deployment
+    return store.deployments.get(deployment.id) or deployment
+
+
+def teardown(store: Store, backend: ServingBackend, cache: Cache, deployment: Deployment) -> Deployment | None:
+    if deployment.status != D.deleting:
+        return deployment
+    if not deployment.dedicated:
+        host = store.deployments.get(deployment.host_id or "")
+        if host is not None:  # a deleted host may still run, kept for its riders
+            try:
+                backend.remove_adapter(host.name, deployment.model)
+            except (ValueError, LookupError) as exc:  # the host's server is gone or refused: nothing left to unload
+                log("warning", "deployment: unloading adapter failed", deployment_id=deployment.id, error=str(exc))
+        done = _deleted(store, cache, deployment)
+        if host is not None and host.status == D.deleted:
+            _release(store, backend, host)  # the last rider of a server whose own deployment is gone
+        return done
+    riders = [r for r in store.deployments.riders(deployment.id) if r.id != deployment.id]
+    if riders:  # keep the server for the adapters riding on it; the last one to go releases it
+        log("info", "deployment: server kept for other adapters", deployment_id=deployment.id, riders=len(riders))
+        return _deleted(store, cache, deployment)
+    state = backend.delete(deployment.name).state
+    if state == EndpointState.missing:
+        return _deleted(store, cache, deployment)
+    return deployment  # still going: the next refresh or reconciler pass finishes it
+
+
+def _release(store: Store, backend: ServingBackend, host: Deployment) -> None:
+    if not any(r.status != D.deleted for r in store.deployments.riders(host.id)):
+        backend.delete(host.name)
+
+
+def _deleted(store: Store, cache: Cache, deployment: Deployment) -> Deployment | None:
+    done = store.deployments.transition(deployment.id, [D.deleting.value], D.deleted.value, deleted_at=now())
+    invalidate_route(cache, deployment.client_code, deployment.model)
+    return done
+
+
+def _fail(
+    store: Store, cache: Cache, deployment: Deployment, code: str, message: str, **fields: Any
+) -> Deployment | None:
+    failed = store.deployments.transition(
+        deployment.id, [*MOVING, D.ready.value], D.failed.value, error={"code": code, "message": message}, **fields
+    )
+    invalidate_route(cache, deployment.client_code, deployment.model)
+    if failed is not None:
+        log("warning", "deployment failed", deployment_id=deployment.id, code=code, reason=message[:500])
+    return failed
+
+
+def _endpoint(status: EndpointStatus) -> dict[str, Any] | None:
+    e = status.endpoint
+    return None if e is None else {"kind": e.kind, "url": e.url, "target": e.target, "component": e.component}

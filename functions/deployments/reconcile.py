@@ -1,0 +1,40 @@
+"""The reconciler's deployment pass: re-send deploys whose message was lost, and move every deployment to where
+its backend says it is (ready, failed, gone, still deleting)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.compute.serving import ServingBackend
+from functions.core.models import DeploymentStatus, now
+from functions.core.observability import log
+from functions.core.settings import Settings
+from functions.deployments.dispatch import refresh
+from functions.store.cache import Cache
+from functions.store.mongo import Store
+from functions.store.queues import Queues
+
+D = DeploymentStatus
+
+
+def reconcile_deployments(
+    store: Store, queues: Queues, cache: Cache, backend: ServingBackend, settings: Settings
+) -> dict[str, Any]:
+    report: dict[str, Any] = {"deploys_resent": [], "deployments_changed": {}}
+    stale = now() - settings.reconcile_stale_seconds
+    for deployment in store.deployments.in_status([D.pending.value]):
+        if deployment.updated_at < stale:
+            queues.send_deployment(deployment.id, "deploy")
+            store.deployments.update(deployment.id, [D.pending.value])  # touch: re-sent once per period
+            report["deploys_resent"].append(deployment.id)
+    for deployment in store.deployments.in_status([D.deploying.value, D.ready.value, D.deleting.value]):
+        try:
+            after = refresh(store, backend, cache, settings, deployment)
+        except Exception as exc:  # one backend hiccup must not stop the pass for everyone else
+            log("warning", "reconcile: deployment refresh failed", deployment_id=deployment.id, error=str(exc))
+            continue
+        if after.status != deployment.status:
+            report["deployments_changed"][deployment.id] = after.status.value
+    if report["deploys_resent"] or report["deployments_changed"]:
+        log("info", "reconcile: deployments", **report)
+    return report

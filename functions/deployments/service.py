@@ -1,0 +1,154 @@
+"""Deployments: create (base model, or a fine-tuned model as an adapter), read with a status refresh, list, delete.
+
+The API writes the record (`pending`) and sends `{"deployment_id", "action"}` on the dispatch queue; the dispatch
+worker talks to the serving backend (functions/deployments/dispatch.py). Reads of a deployment in a moving state
+(`deploying`, `deleting`) ask the backend where it stands, so a client polling GET sees `ready` as soon as the server
+is; the reconciler does the same for everything on a schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from functions.compute.serving import serving_name
+from functions.core import ids
+from functions.core.errors import InvalidRequest, NotFound
+from functions.core.models import Deployment, DeploymentStatus, Tenant
+from functions.core.settings import Settings
+from functions.jobs.models import fine_tuned
+from functions.store.cache import Cache
+from functions.store.mongo import Store
+from functions.store.queues import Queues
+
+MAX_REPLICAS = 32
+MAX_GPUS = 8
+DELETABLE = [*(s.value for s in DeploymentStatus if s.live), DeploymentStatus.failed.value]
+
+
+@dataclass(frozen=True)
+class Sizing:
+    gpu_count: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 1
+    prometheus_threshold: float = 5.0
+
+    def check(self) -> Sizing:
+        if not 0 <= self.gpu_count <= MAX_GPUS:
+            raise InvalidRequest(f"gpu_count must be between 0 and {MAX_GPUS}", param="gpu_count")
+        if not 0 <= self.min_replicas <= MAX_REPLICAS:
+            raise InvalidRequest(f"min_replicas must be between 0 and {MAX_REPLICAS}", param="min_replicas")
+        if not max(1, self.min_replicas) <= self.max_replicas <= MAX_REPLICAS:
+            raise InvalidRequest(
+                f"max_replicas must be at least min_replicas (and 1) and at most {MAX_REPLICAS}", param="max_replicas"
+            )
+        if not self.prometheus_threshold > 0:
+            raise InvalidRequest("prometheus_threshold must be greater than 0", param="prometheus_threshold")
+        return self
+
+
+def deploy_base(
+    store: Store,
+    queues: Queues,
+    cache: Cache,
+    settings: Settings,
+    tenant: Tenant,
+    model: str,
+    sizing: Sizing,
+    source: str = "api",
+) -> Deployment:
+    if model not in settings.base_models:
+        raise InvalidRequest(
+            f"model {model!r} is not a base model this platform serves; choose one of {settings.base_models}",
+            param="model",
+        )
+    deployment_id = ids.new_id("dep-")
+    deployment = Deployment(
+        id=deployment_id,
+        client_code=tenant.client_code,
+        model=model,
+        base_model=model,
+        kind="base",
+        dedicated=True,
+        name=serving_name("base", tenant.client_code, model, deployment_id),
+        backend=settings.compute_backend,
+        source=source,
+        **sizing.check().__dict__,
+    )
+    return _submit(store, queues, cache, deployment)
+
+
+def deploy_fine_tuned(
+    store: Store,
+    queues: Queues,
+    cache: Cache,
+    settings: Settings,
+    tenant: Tenant,
+    model_id: str,
+    sizing: Sizing,
+    *,
+    dedicated: bool = False,
+    source: str = "api",
+) -> Deployment:
+    """An adapter rides on a ready deployment of its base model when one exists (the tenant's own first, then any:
+    many tenants' adapters share one server), else it gets its own server with the adapter loaded at start."""
+    model = fine_tuned(store, tenant.client_code, model_id)
+    deployment_id = ids.new_id("dep-")
+    hosts = [] if dedicated else store.deployments.hosts_for(model.base_model)
+    hosts.sort(key=lambda h: h.client_code != tenant.client_code)
+    host = hosts[0] if hosts else None
+    deployment = Deployment(
+        id=deployment_id,
+        client_code=tenant.client_code,
+        model=model.id,
+        base_model=model.base_model,
+        kind="fine_tuned",
+        dedicated=host is None,
+        name=host.name if host else serving_name("ft", tenant.client_code, model.base_model, deployment_id),
+        host_id=host.id if host else None,
+        adapter_uri=model.adapter_uri,
+        backend=settings.compute_backend,
+        source=source,
+        **sizing.check().__dict__,
+    )
+    return _submit(store, queues, cache, deployment)
+
+
+def _submit(store: Store, queues: Queues, cache: Cache, deployment: Deployment) -> Deployment:
+    store.deployments.insert(deployment)  # written before the message: the reconciler re-sends a lost one
+    queues.send_deployment(deployment.id, "deploy")
+    invalidate_route(cache, deployment.client_code, deployment.model)
+    return deployment
+
+
+def get(store: Store, client_code: str, deployment_id: str) -> Deployment:
+    deployment = store.deployments.get(deployment_id, client_code)
+    if deployment is None:
+        raise NotFound(f"deployment {deployment_id!r} not found", param="deployment_id")
+    return deployment
+
+
+def delete(store: Store, queues: Queues, cache: Cache, client_code: str, deployment_id: str) -> Deployment:
+    deployment = get(store, client_code, deployment_id)
+    if deployment.status in (DeploymentStatus.deleting, DeploymentStatus.deleted):
+        return deployment  # deleting twice is not an error
+    moved = store.deployments.transition(deployment.id, DELETABLE, DeploymentStatus.deleting.value)
+    if moved is None:  # moved meanwhile (to deleting/deleted by another call): report where it is
+        return get(store, client_code, deployment_id)
+    invalidate_route(cache, moved.client_code, moved.model)
+    queues.send_deployment(moved.id, "delete")
+    return moved
+
+
+def undeploy_model(store: Store, queues: Queues, cache: Cache, client_code: str, model_id: str) -> list[Deployment]:
+    """Delete every live deployment of a model (deleting a fine-tuned model undeploys it)."""
+    return [
+        delete(store, queues, cache, client_code, d.id) for d in store.deployments.live_for_model(client_code, model_id)
+    ]
+
+
+def route_key(client_code: str, model: str) -> str:
+    return f"route:{client_code}:{ids.hash_key(model)[:32]}"
+
+
+def invalidate_route(cache: Cache, client_code: str, model: str) -> None:
+    cache.delete(route_key(client_code, model))

@@ -1,0 +1,224 @@
+"""Deployments through the API with the real local serving backend: `ministudio-serve` subprocesses on a tiny random
+Llama (SmolLM2's tokenizer), the dispatch worker run as Lambda's event source would, the proxy, usage and logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+from functions.compute import reset_training_backends
+from functions.compute.machine import process_key
+from functions.core import ids, names
+from functions.core.models import FineTunedModel
+from functions.core.settings import Settings, get_settings
+from functions.store.mongo import get_store
+from tests.conftest import _drainer
+from tests.helpers.openai_schema import assert_openai
+
+Headers = dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ministudio_common import loader
+    from ministudio_serve.testing import BASE, tiny_model
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
+    tiny_model(len(tokenizer)).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture
+def serving(
+    env: Callable[..., Settings], tiny_dir: Path, tmp_path: Path, resources: Any
+) -> Iterator[Callable[[], int]]:
+    """Settings for local serving of the tiny model; yields a drain of the dispatch queue (the worker)."""
+    from functions.workers import dispatch as worker
+
+    env(
+        LOCAL_SERVING_DIR=str(tmp_path / "serving"),
+        INFERENCE_API_KEY="server-key",
+        BASE_MODELS=json.dumps([str(tiny_dir)]),
+    )
+    yield _drainer(resources, names.DISPATCH_QUEUE, worker.handler)
+    reset_training_backends()  # stops every server this test started
+
+
+def _until(client: TestClient, headers: Headers, deployment_id: str, *states: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/deployments/{deployment_id}", headers=headers).json()
+        if body["status"] in states:
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"deployment {deployment_id} never reached {states}: {body}")
+
+
+def _chat(model: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 5, **extra}
+
+
+def _sse(text: str) -> list[Any]:
+    events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
+    client: TestClient, make_tenant: Callable[..., Headers], serving: Callable[[], int], tiny_dir: Path
+) -> None:
+    acme = make_tenant("acme")
+    model = str(tiny_dir)
+    created = client.post("/v1/deployments", json={"model": model}, headers=acme)
+    assert created.status_code == 200, created.text
+    made = created.json()
+    assert made["status"] == "pending" and made["object"] == "deployment" and made["name"].startswith("vllm-base-")
+    assert client.post("/v1/chat/completions", json=_chat(model), headers=acme).status_code == 503  # not ready yet
+    serving()
+    ready = _until(client, acme, made["id"], "ready", "failed")
+    assert ready["status"] == "ready", ready["error"]
+    assert ready["endpoint"].startswith("http://127.0.0.1:") and ready["ready_replicas"] == 1
+
+    reply = client.post("/v1/chat/completions", json=_chat(model, temperature=0), headers=acme)
+    assert reply.status_code == 200, reply.text
+    assert_openai("CreateChatCompletionResponse", reply.json())
+    streamed = client.post("/v1/chat/completions", json=_chat(model, temperature=0, stream=True), headers=acme)
+    chunks = _sse(streamed.text)
+    for chunk in chunks:
+        assert_openai("CreateChatCompletionStreamResponse", chunk)
+    assert not any(c.get("usage") for c in chunks), "usage only when the caller asks for it"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == reply.json()["choices"][0]["message"]["content"]
+    asked = client.post(
+        "/v1/chat/completions",
+        json=_chat(model, stream=True, stream_options={"include_usage": True}),
+        headers={**acme, "X-User-ID": "end-user-1"},
+    )
+    assert _sse(asked.text)[-1]["usage"]["completion_tokens"] >= 1
+    completion = client.post("/v1/completions", json={"model": model, "prompt": "Once", "max_tokens": 3}, headers=acme)
+    assert completion.status_code == 200 and completion.json()["object"] == "text_completion"
+
+    usage = client.get("/v1/usage", headers=acme).json()
+    assert usage["data"][0]["model"] == model and usage["data"][0]["requests"] == 4
+    assert usage["completion_tokens"] >= 4 and usage["prompt_tokens"] > 0
+    logs = client.get("/v1/logs", params={"limit": 2}, headers=acme).json()
+    assert len(logs["data"]) == 2 and logs["has_more"] and logs["data"][0]["route"] == "/v1/completions"
+    assert logs["data"][1]["user"] == "end-user-1" and logs["data"][1]["stream"] is True
+    other = make_tenant("other")
+    assert client.get("/v1/usage", headers=other).json()["data"] == []
+    assert client.post("/v1/chat/completions", json=_chat(model), headers=other).status_code == 404
+    assert client.get(f"/v1/deployments/{made['id']}", headers=other).status_code == 404
+
+    state = json.loads((Path(get_settings().local_serving_dir or "") / made["name"] / "state.json").read_text())
+    deleting = client.delete(f"/v1/deployments/{made['id']}", headers=acme).json()
+    assert deleting["status"] == "deleting"
+    assert client.post("/v1/chat/completions", json=_chat(model), headers=acme).status_code == 404
+    serving()
+    assert _until(client, acme, made["id"], "deleted")["deleted_at"]
+    assert process_key(state["pid"]) != state["pid_key"], "the server process is gone"
+
+
+def _register_adapter(tmp_path: Path, tag: str, corrupt: bool = False) -> str:
+    from ministudio_common import loader
+    from ministudio_serve.testing import BASE, edit_json, save_adapter
+    from transformers import AutoTokenizer
+
+    settings = get_settings()
+    job_id = ids.new_id("ftjob-")
+    prefix = f"{names.ARTIFACTS_PREFIX}acme/{job_id}/adapter/"
+    folder = save_adapter(tmp_path / tag, AutoTokenizer.from_pretrained(loader.resolve(BASE)), seed=3)
+    base = settings.base_models[0]
+    edit_json(folder / "adapter_config.json", base_model_name_or_path=base)  # what the server serves: the tiny dir
+    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url)
+    for file in folder.iterdir():
+        body = b"not tensors" if corrupt and file.suffix == ".safetensors" else file.read_bytes()
+        s3.put_object(Bucket=settings.artifacts_bucket, Key=prefix + file.name, Body=body)
+    model_id = f"ft:{base}:acme:{tag}:{job_id}"
+    uri = f"s3://{settings.artifacts_bucket}/{prefix}"
+    get_store().models.add(
+        FineTunedModel(id=model_id, client_code="acme", base_model=base, job_id=job_id, adapter_uri=uri)
+    )
+    return model_id
+
+
+def test_adapters_ride_on_the_base_server_and_a_corrupt_one_fails_alone(
+    client: TestClient, make_tenant: Callable[..., Headers], serving: Callable[[], int], tiny_dir: Path, tmp_path: Path
+) -> None:
+    acme = make_tenant("acme")
+    base = client.post("/v1/deployments", json={"model": str(tiny_dir)}, headers=acme).json()
+    serving()
+    assert _until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
+    good, bad = _register_adapter(tmp_path, "good"), _register_adapter(tmp_path, "bad", corrupt=True)
+
+    rider = client.post("/v1/deployments", json={"model": good}, headers=acme).json()
+    broken = client.post("/v1/deployments", json={"model": bad}, headers=acme).json()
+    serving()
+    rider = _until(client, acme, rider["id"], "ready", "failed")
+    assert rider["status"] == "ready" and rider["shared"] and rider["name"] == base["name"], rider["error"]
+    assert rider["adapters"] == [good]
+    broken = _until(client, acme, broken["id"], "ready", "failed")
+    assert broken["status"] == "failed" and broken["error"]["code"] == "invalid_adapter", broken
+    for model in (good, str(tiny_dir)):  # the server keeps serving the adapter and the base model
+        reply = client.post("/v1/chat/completions", json=_chat(model), headers=acme)
+        assert reply.status_code == 200 and reply.json()["model"] == model, reply.text
+    assert client.post("/v1/chat/completions", json=_chat(bad), headers=acme).status_code == 404
+
+    # Deleting the base keeps the server while the adapter rides on it; the adapter's deletion releases it.
+    client.delete(f"/v1/deployments/{base['id']}", headers=acme)
+    serving()
+    assert _until(client, acme, base["id"], "deleted")
+    assert client.post("/v1/chat/completions", json=_chat(good), headers=acme).status_code == 200
+    client.delete(f"/v1/deployments/{rider['id']}", headers=acme)
+    serving()
+    assert _until(client, acme, rider["id"], "deleted")
+    assert not (Path(get_settings().local_serving_dir or "") / base["name"]).exists()
+
+
+def test_deploy_requests_are_checked_and_seed_routes_answer_with_seed_shapes(
+    client: TestClient, make_tenant: Callable[..., Headers], serving: Callable[[], int], tiny_dir: Path
+) -> None:
+    acme = make_tenant("acme")
+    bad = [
+        ({"model": "gpt-unknown"}, 400, "model"),
+        ({"model": str(tiny_dir), "min_replicas": 3, "max_replicas": 2}, 400, "max_replicas"),
+        ({"model": str(tiny_dir), "gpu_count": -1}, 400, "gpu_count"),
+        ({"model": str(tiny_dir), "prometheus_threshold": 0}, 400, "prometheus_threshold"),
+        ({"model": "ft:x:acme:s:ftjob-aaaaaaaaaaaaaaaaaaaaaaaa"}, 404, "model"),
+    ]
+    for body, status, param in bad:
+        answer = client.post("/v1/deployments", json=body, headers=acme)
+        assert answer.status_code == status and answer.json()["error"]["param"] == param, (body, answer.text)
+    assert client.get("/v1/deployments", headers=acme).json()["data"] == []  # nothing half-made
+
+    seed = {"client_code": "", "model_id": str(tiny_dir), "gpu_count": 1, "min_replicas": 1, "max_replicas": 2}
+    made = client.post("/inference/deploy/base", json={**seed, "prometheus_threshold": 5}, headers=acme)
+    assert made.status_code == 200, made.text
+    assert made.json()["status"] == "pending" and made.json()["deployment"].startswith("vllm-base-")
+    assert (
+        client.post("/inference/deploy/base", json={**seed, "client_code": "globex"}, headers=acme).status_code == 404
+    )
+    unknown = client.post("/inference/deploy/base", json={**seed, "model_id": "facebook/opt-125m"}, headers=acme)
+    assert unknown.status_code == 400 and unknown.json()["ok"] is False and "model" in unknown.json()["error"]
+    weights = {"client_code": "acme", "base_model": "gpt-neo", "fine_tuned_weights_path": "/models/acme/myweights"}
+    missing = client.post("/inference/deploy/fine_tuned", json=weights, headers=acme)
+    assert missing.status_code == 404 and "fine_tuned_weights_path" in missing.json()["error"]
+    serving()
+    deployment_id = made.json()["deployment_id"]
+    assert _until(client, acme, deployment_id, "ready", "failed")["status"] == "ready"
+    infer = client.post(
+        f"/inference/infer/{tiny_dir}", json={"prompt": "Hi", "max_length": 4}, headers={**acme, "X-User-ID": "u1"}
+    )
+    assert infer.status_code == 200 and infer.json()["tokens_generated"] >= 1, infer.text
+    assert client.get("/v1/logs", headers=acme).json()["data"][0]["user"] == "u1"
+    nothing = client.post("/inference/infer/not-deployed", json={"prompt": "Hi"}, headers=acme)
+    assert nothing.status_code == 404 and nothing.json()["ok"] is False
