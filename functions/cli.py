@@ -13,6 +13,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the whole platform locally (moto, redis-server, API, workers)")
     run.add_argument("--port", type=int, default=None, help="API port (default: PORT or 8000)")
+    run.add_argument(
+        "--prometheus",
+        action="store_true",
+        default=None,
+        help="also start Prometheus scraping the API and inference servers (default: LOCAL_PROMETHEUS)",
+    )
     jobs = sub.add_parser("jobs", help="fine-tuning jobs").add_subparsers(dest="action", required=True)
     create = jobs.add_parser("create", help="upload a JSONL file (or name a file id) and start a job")
     create.add_argument("training", help="a .jsonl path or a file id")
@@ -33,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from functions.local.runtime import main as run_main
 
-        run_main(args.port)
+        run_main(args.port, prometheus=args.prometheus)
         return 0
     from functions.console import jobs
 

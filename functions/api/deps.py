@@ -21,11 +21,35 @@ from functions.tenants import service
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key, or the admin key for /v1/tenants")
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[Store, Depends(get_store)]
-CacheDep = Annotated[Cache, Depends(get_cache)]
-BlobsDep = Annotated[Blobs, Depends(get_blobs)]
-QueuesDep = Annotated[Queues, Depends(get_queues)]
+# `async def` on purpose: FastAPI runs a plain `def` dependency in the thread pool, and a thread hop per dependency
+# was most of the inference proxy's overhead (bench/proxy_overhead.py). These only return process singletons.
+
+
+async def _settings() -> Settings:
+    return get_settings()
+
+
+async def _store() -> Store:
+    return get_store()
+
+
+async def _cache() -> Cache:
+    return get_cache()
+
+
+async def _blobs() -> Blobs:
+    return get_blobs()
+
+
+async def _queues() -> Queues:
+    return get_queues()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[Store, Depends(_store)]
+CacheDep = Annotated[Cache, Depends(_cache)]
+BlobsDep = Annotated[Blobs, Depends(_blobs)]
+QueuesDep = Annotated[Queues, Depends(_queues)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -36,9 +60,10 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
     return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
-def current_tenant(
+async def current_tenant(
     request: Request, credentials: Credentials, store: StoreDep, cache: CacheDep, settings: SettingsDep
 ) -> Tenant:
+    """Inline on the event loop: a Redis hit (or a MongoDB read on a miss) costs less than a thread-pool hop."""
     tenant = service.authenticate(store, cache, settings, _token(request, credentials))
     tenant_var.set(tenant.client_code)
     service.check_rate_limit(cache, settings, tenant)
@@ -59,7 +84,7 @@ def _admin_from_secrets(settings: Settings) -> str | None:
     return str(parameters.get_secret(settings.admin_api_key_secret_arn, max_age=300))
 
 
-def training_backend(settings: SettingsDep) -> TrainingBackend:
+async def training_backend(settings: SettingsDep) -> TrainingBackend:
     from functions.compute import get_training_backend
 
     return get_training_backend(settings)
@@ -77,7 +102,7 @@ def own_client_code(tenant: Tenant, client_code: str | None) -> str:
     return tenant.client_code
 
 
-def serving_backend(settings: SettingsDep) -> ServingBackend:
+async def serving_backend(settings: SettingsDep) -> ServingBackend:
     from functions.compute import get_serving_backend
 
     return get_serving_backend(settings)

@@ -99,6 +99,7 @@ class LocalServingBackend:
             if state is not None and state.get("pid") is not None:
                 _stop(int(state["pid"]), state.get("pid_key"), proc)
             shutil.rmtree(self._folder(name), ignore_errors=True)
+        self._announce(name, None)
         return EndpointStatus(name, EndpointState.missing)
 
     def add_adapter(self, name: str, adapter: AdapterSpec) -> EndpointStatus:
@@ -205,6 +206,7 @@ class LocalServingBackend:
         state.update(pid=proc.pid, pid_key=machine.process_key(proc.pid), started_at=time.time())
         subprocs.write_json(folder / "state.json", state)
         self._procs[spec.name] = proc
+        self._announce(spec.name, state["port"], spec.tenant)
         threading.Thread(target=self._watch, args=(spec.name, proc), name=f"watch-{spec.name}", daemon=True).start()
         log.info("local serving: started %s (pid %s, port %s)", spec.name, proc.pid, state["port"])
 
@@ -216,6 +218,20 @@ class LocalServingBackend:
             if state is not None and state.get("pid") == proc.pid:
                 state.update(exit_code=code, ended_at=time.time())
                 subprocs.write_json(self._folder(name) / "state.json", state)
+        self._announce(name, None)
+
+    def _announce(self, name: str, port: int | None, tenant: str = "") -> None:
+        """Tell the local Prometheus (when `make run --prometheus` started one) which servers to scrape."""
+        from functions.local import prometheus
+
+        folder = prometheus.targets_dir(self.settings)
+        try:
+            if port is None:
+                prometheus.remove_target(folder, name)
+            else:
+                prometheus.write_target(folder, name, port, {"tenant": tenant})
+        except OSError as exc:  # monitoring is optional: serving goes on without it
+            log.warning("local serving: could not update the Prometheus target of %s: %s", name, exc)
 
     def _exit_message(self, name: str, state: dict[str, Any]) -> str:
         code = state.get("exit_code")

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     proxy_timeout_seconds: float = 300.0
     routing_cache_ttl_seconds: int = 60
 
+    # Local monitoring (functions/local/prometheus.py): `ministudio run --prometheus` starts a Prometheus that scrapes
+    # the API and every local inference server; servers announce themselves as file_sd targets under this folder.
+    local_prometheus: bool = False
+    local_prometheus_port: int = Field(9090, ge=0, le=65535)  # 0: any free port
+    local_prometheus_dir: str | None = None  # config, targets/ and data/; default ~/.cache/ministudio/prometheus
+
     # GPU backends (#7): EKS and SageMaker. The CDK stacks set these from their outputs.
     trainer_image_uri: str | None = None
     inference_image_uri: str | None = None
@@ -99,6 +105,14 @@ class Settings(BaseSettings):
     eks_namespace: str = "ministudio"
     eks_service_account: str = "ministudio-workload"
     keda_prometheus_url: str = "http://prometheus-server.monitoring.svc.cluster.local:80"
+    # Pod sizes fit the default GPU node types (g6/g5.xlarge: 4 vCPU, 16 GiB, one GPU) after system daemons.
+    eks_training_gpus: int = Field(1, ge=0)  # nvidia.com/gpu per RayJob: the trainer is one process on one node
+    eks_training_cpu: str = "3"
+    eks_training_memory: str = "12Gi"
+    eks_job_ttl_seconds: int = Field(3600, ge=0)  # RayJob ttlSecondsAfterFinished: its Ray cluster goes after this
+    eks_serving_cpu: str = "3"
+    eks_serving_memory: str = "12Gi"
+    keda_cooldown_seconds: int = Field(300, ge=0)  # idle time before KEDA scales a zero-minimum deployment to zero
     sagemaker_execution_role_arn: str | None = None
     sagemaker_training_instance_type: str = "ml.g5.2xlarge"
     sagemaker_inference_instance_type: str = "ml.g5.2xlarge"

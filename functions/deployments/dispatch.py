@@ -68,7 +68,9 @@ def deploy(store: Store, backend: ServingBackend, cache: Cache, settings: Settin
     except Exception as exc:  # the backend refused it for good (quota, bad image): the user needs to know why
         _fail(store, cache, deployment, "deploy_failed", f"{type(exc).__name__}: {exc}")
         return
-    apply(store, backend, cache, settings, deployment, status)
+    after = apply(store, backend, cache, settings, deployment, status)
+    if after.status == D.failed:  # failed (timed out, or a reader saw it fail) while we created it: none may linger
+        backend.delete(deployment.name)
 
 
 def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment) -> None:
@@ -160,6 +162,13 @@ def apply(
             why = f"not ready after {settings.serving_ready_timeout_seconds} s ({status.message or 'starting'})"
             return _fail(store, cache, deployment, "deploy_timeout", why) or deployment
         return store.deployments.update(deployment.id, MOVING, **fields) or deployment
+    elif status.state == EndpointState.missing and deployment.status == D.deploying and deployment.dedicated:
+        # The dispatch worker may be creating it this very moment; after a quiet period, create it here
+        # (idempotent by name): a message lost after the `deploying` write must not leave it hanging.
+        if now() - deployment.updated_at > settings.reconcile_stale_seconds:
+            store.deployments.update(deployment.id, MOVING)  # touch: once per period
+            backend.deploy(spec_for(deployment, settings))
+        return store.deployments.get(deployment.id) or deployment
     elif status.state in (EndpointState.failed, EndpointState.missing):
         reason = status.message or "the backend has no such deployment"
         return _fail(store, cache, deployment, "deploy_failed", reason, **fields) or deployment

@@ -21,6 +21,7 @@ from functions.core import names
 from functions.core.observability import log_to_directory
 from functions.core.settings import Settings, get_settings
 from functions.local import procs
+from functions.local.prometheus import LocalPrometheus
 from functions.local.resources import LocalResources, ensure_resources
 from functions.local.sqs_poller import SqsPoller
 
@@ -70,6 +71,7 @@ class Platform:
         poll_wait_seconds: int = 1,
         reconcile_seconds: float = 30.0,
         print_fn: Callable[[str], None] = print,
+        prometheus: bool | None = None,
     ) -> None:
         self.port = port
         self.log_dir = log_dir
@@ -85,6 +87,8 @@ class Platform:
         self._saved_env: dict[str, str | None] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.prometheus = prometheus  # None: LOCAL_PROMETHEUS decides
+        self.monitoring: LocalPrometheus | None = None
 
     @property
     def url(self) -> str:
@@ -116,6 +120,16 @@ class Platform:
             log_to_directory(self.log_dir)
         if not base.local_runs_dir:  # trainer runs of this platform live beside its logs, not in ~/.cache
             self._setenv("LOCAL_RUNS_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "runs"))
+        if not base.local_prometheus_dir:  # its targets folder too: a second platform must not scrape this one's
+            self._setenv(
+                "LOCAL_PROMETHEUS_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "prometheus")
+            )
+        if not base.local_serving_dir:  # inference servers' folders (logs, request logs) beside the runs
+            self._setenv(
+                "LOCAL_SERVING_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "serving")
+            )
+        if not base.inference_api_key:  # the one key this platform's inference servers accept
+            self._setenv("INFERENCE_API_KEY", "mss-" + secrets.token_urlsafe(24))
         self.admin_key = (
             base.admin_api_key.get_secret_value() if base.admin_api_key else "msa-" + secrets.token_urlsafe(24)
         )
@@ -141,7 +155,17 @@ class Platform:
             self.pollers.append(poller)
         self.schedule.start()
         self._serve()
+        if self.prometheus if self.prometheus is not None else settings.local_prometheus:
+            self._start_prometheus()
         return self
+
+    def _start_prometheus(self) -> None:
+        from functions.local import prometheus
+
+        settings = get_settings()
+        home = prometheus.home(settings)
+        self.monitoring = prometheus.start(self.port or settings.port, home, settings.local_prometheus_port or None)
+        self.say(f"Prometheus: {self.monitoring.url}  (inference servers announced in {self.monitoring.targets})")
 
     def _reset_singletons(self) -> None:
         from functions.store import blobs, cache, mongo
@@ -167,8 +191,9 @@ class Platform:
         import uvicorn
 
         from functions.api.app import create_app
+        from functions.api.metrics import instrument
 
-        config = uvicorn.Config(create_app(), host="127.0.0.1", port=self.port or 8000, log_level="warning")
+        config = uvicorn.Config(instrument(create_app()), host="127.0.0.1", port=self.port or 8000, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
         self._thread.start()
@@ -199,6 +224,12 @@ class Platform:
             self._server.should_exit = True
             if self._thread is not None:
                 self._thread.join(10)
+        if self.monitoring is not None:
+            self.monitoring.stop()
+            self.monitoring = None
+        from functions.compute import reset_training_backends
+
+        reset_training_backends()  # stops this platform's trainers and inference servers before moto and Redis
         for child in reversed(self.children):
             child.stop()
         for name, value in self._saved_env.items():
@@ -210,9 +241,9 @@ class Platform:
         get_settings.cache_clear()
 
 
-def main(port: int | None = None) -> None:
+def main(port: int | None = None, prometheus: bool | None = None) -> None:
     procs.exit_on_sigterm()
-    platform = Platform(port)
+    platform = Platform(port, prometheus=prometheus)
     try:
         platform.start()
         platform.say(

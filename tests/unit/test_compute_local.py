@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from functions import compute
 from functions.compute import BackendUnavailable, get_training_backend, reset_training_backends
 from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.local import LocalBackend
@@ -295,7 +296,7 @@ def test_cluster_status_reports_the_machine_and_the_runs(h: Harness) -> None:
     assert status["runs"] == {"running": [], "queued": [], "max_concurrent": 1}
 
 
-def test_the_factory_picks_the_configured_backend(tmp_path: Path) -> None:
+def test_the_factory_picks_the_configured_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(compute_backend="local", local_runs_dir=str(tmp_path))
     try:
         backend = get_training_backend(settings)
@@ -304,7 +305,9 @@ def test_the_factory_picks_the_configured_backend(tmp_path: Path) -> None:
         assert get_training_backend(settings.model_copy()) is backend  # a reloaded, equal Settings object
     finally:
         reset_training_backends()
-    with pytest.raises(BackendUnavailable, match="COMPUTE_BACKEND='sagemaker'"):
+    # A configured backend whose module this build lacks is refused by name, not with a bare ImportError.
+    monkeypatch.setitem(compute._MODULES, "sagemaker", "functions.compute.not_in_this_build")
+    with pytest.raises(BackendUnavailable, match=r"COMPUTE_BACKEND='sagemaker'.*not part of this build"):
         get_training_backend(Settings(compute_backend="sagemaker"))
 
 

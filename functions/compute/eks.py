@@ -1,0 +1,130 @@
+"""The `eks` backend: training as KubeRay RayJobs, serving as vLLM Deployments scaled by KEDA (k8s/endpoints.py).
+
+The workers reach the cluster with their own IAM role: `eks:DescribeCluster` gives the API endpoint and CA, an EKS
+token (k8s/token.py) authenticates, and the cluster's access entries map the role to a namespace-scoped group.
+The Kubernetes client is built on first use, not at import, so a Lambda's init (and its SnapStart snapshot) holds
+no token that would expire. Importing this module imports the `kubernetes` package (the `eks` extra); nothing
+else in the control plane does, unless COMPUTE_BACKEND=eks.
+
+A RayJob's name is the run name, so submitting twice finds the first (the API server answers 409 to the second
+create). Cancelling suspends the RayJob: KubeRay deletes its Ray cluster (the trainer gets SIGTERM and the pod's
+grace period to checkpoint) and the RayJob stays, marked by us, so its state still reads `cancelled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from functions.compute.base import RunState, RunStatus, TrainingSpec
+from functions.compute.k8s import ANNOTATION_CANCELLED, LABEL_MANAGED_BY, MANAGED_BY, capacity, rayjob
+from functions.compute.k8s.client import ClientHolder, Conflict, Forbidden, KubeClient, KubeError, NotFound, path
+from functions.compute.k8s.endpoints import EksServingBackend
+from functions.core.settings import Settings, get_settings
+
+SUBMITTER_JOB_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on the submitter's pods
+
+
+class EksBackend(ClientHolder):
+    name = "eks"
+
+    def __init__(self, settings: Settings | None = None, *, client: KubeClient | None = None) -> None:
+        super().__init__(settings or get_settings(), client)
+
+    def _url(self, name: str | None = None) -> str:
+        return path(rayjob.API_VERSION, rayjob.PLURAL, self.settings.eks_namespace, name)
+
+    # --- the protocol ---------------------------------------------------------------------------------------
+    def submit(self, run_name: str, spec: TrainingSpec) -> RunStatus:
+        body = rayjob.render(run_name, spec, self.settings)
+        try:
+            created = self.client.create(self._url(), body)
+        except Conflict:  # a redelivered dispatch: the first submit's RayJob is the run
+            return self.status(run_name)
+        return rayjob.to_status(run_name, created)
+
+    def status(self, run_name: str) -> RunStatus:
+        try:
+            return rayjob.to_status(run_name, self.client.get(self._url(run_name)))
+        except NotFound:
+            return RunStatus(run_name, RunState.missing)
+
+    def cancel(self, run_name: str) -> RunStatus:
+        current = self.status(run_name)
+        if current.state.terminal or current.state is RunState.missing:
+            return current
+        stamp = datetime.now(UTC).isoformat()
+        patch = {"metadata": {"annotations": {ANNOTATION_CANCELLED: stamp}}, "spec": {"suspend": True}}
+        try:
+            return rayjob.to_status(run_name, self.client.patch(self._url(run_name), patch))
+        except NotFound:
+            return RunStatus(run_name, RunState.missing)
+        except KubeError as exc:
+            if exc.status != 422:  # 422: this KubeRay refuses to suspend it now; deleting stops it all the same
+                raise
+        with contextlib.suppress(NotFound):
+            self.client.delete(self._url(run_name))
+        return RunStatus(run_name, RunState.cancelled, "the RayJob could not be suspended and was deleted")
+
+    def logs(self, run_name: str, tail: int = 200) -> str:
+        """The submitter pod's output: `ray job submit` follows the driver's logs, so the trainer's lines are there."""
+        if tail <= 0:
+            return ""
+        ns = self.settings.eks_namespace
+        pods = self.client.list(path("v1", "pods", ns), label_selector=f"{SUBMITTER_JOB_LABEL}={run_name}")
+        if not pods:
+            return ""
+        newest = max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+        pod_name = newest["metadata"]["name"]
+        try:
+            return self.client.text(f"{path('v1', 'pods', ns, pod_name)}/log", {"tailLines": tail})
+        except KubeError as exc:
+            if exc.status in (400, 404):  # its container has not started yet, or the pod is gone
+                return ""
+            raise
+
+    def cluster_status(self) -> dict[str, Any]:
+        """GPU, CPU and memory from the nodes' allocatable minus running pods' requests, plus this backend's runs.
+
+        Nodes and cluster-wide pods need cluster-scoped read rights; with only the namespace's Role the answer
+        says so and reports what this namespace's pods request."""
+        notes: list[str] = []
+        ns = self.settings.eks_namespace
+        nodes: list[dict[str, Any]] | None
+        try:
+            nodes = self.client.list("/api/v1/nodes")
+        except Forbidden:
+            nodes = None
+            notes.append("listing nodes is forbidden: grant get/list on nodes for capacity totals")
+        live = "status.phase!=Succeeded,status.phase!=Failed"
+        try:
+            pods = self.client.list("/api/v1/pods", field_selector=live)
+        except Forbidden:
+            pods = self.client.list(path("v1", "pods", ns), field_selector=live)
+            if nodes is not None:
+                notes.append(f"only pods in namespace {ns} are counted: other namespaces' requests are not subtracted")
+        running, queued = [], []
+        for item in self.client.list(self._url(), label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
+            name = (item.get("metadata") or {}).get("name", "")
+            state = rayjob.to_status(name, item).state
+            if state is RunState.running:
+                running.append(name)
+            elif state is RunState.pending:
+                queued.append(name)
+        return {
+            "backend": self.name,
+            "cluster": self.settings.eks_cluster_name,
+            "namespace": ns,
+            **capacity.summarize(nodes, pods),
+            "runs": {"running": sorted(running), "queued": sorted(queued)},
+            "notes": notes,
+        }
+
+
+def create_backend(settings: Settings) -> EksBackend:
+    return EksBackend(settings)
+
+
+def create_serving_backend(settings: Settings) -> EksServingBackend:
+    return EksServingBackend(settings)

@@ -1,0 +1,284 @@
+"""Serving manifests: the server key Secret, a Deployment + Service of `ministudio-serve --engine vllm`, and the
+KEDA ScaledObject that scales it on queue depth; plus how a Deployment's state reads as an `EndpointStatus`.
+
+All of a deployment's objects share its backend name (`serving_name(...)`, DNS-1123), so deploying twice finds
+them. Pods carry two labels with the name: `ministudio.io/deployment` (selectors, people) and a plain `deployment`,
+because the Prometheus chart's `kubernetes-pods` job copies pod labels onto series with `labelmap`, and
+`queue_depth_query(name)` selects `deployment="<name>"`. The ScaledObject's trigger has no `metricName` (KEDA
+derives it; setting one is deprecated and refused by newer versions).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from functions.compute.k8s import GPU_RESOURCE, GPU_TOLERATION, LABEL_MANAGED_BY, LABEL_TENANT, MANAGED_BY
+from functions.compute.serving import (
+    DEPLOYMENT_LABEL,
+    POD_DEPLOYMENT_LABEL,
+    Endpoint,
+    EndpointState,
+    EndpointStatus,
+    ServingSpec,
+    queue_depth_query,
+)
+from functions.core import names
+from functions.core.settings import Settings
+
+# The port the API function may reach on cluster nodes (infra/cdk/stacks/compute_eks.py VLLM_PORT).
+PORT = 8000
+CONTAINER = "server"
+SECRET_NAME = f"{names.APP}-inference-key"  # one server key for every deployment: the control plane holds it
+SECRET_KEY = "api-key"  # noqa: S105 - the entry's name inside the Secret, not a secret
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+# Annotations on the Deployment that let `status` answer from one GET: the asked replica range, attached adapters.
+ANNOTATION_MIN = "ministudio.io/min-replicas"
+ANNOTATION_MAX = "ministudio.io/max-replicas"
+ANNOTATION_ADAPTERS = "ministudio.io/adapters"
+ACTIVATION_THRESHOLD = 0  # from zero replicas, any waiting request wakes the deployment
+# Waiting reasons that will not fix themselves: the deployment is failed without waiting for the ready timeout.
+_FATAL_WAITING = {"ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+
+
+def adapter_source(settings: Settings) -> str:
+    """Where the server finds `ft:` adapters on demand: the trainer's output layout under the artifacts bucket."""
+    return f"s3://{settings.artifacts_bucket}/{names.ARTIFACTS_PREFIX}{{tenant}}/{{job_id}}/adapter/"
+
+
+def endpoint_url(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local:{PORT}"
+
+
+def labels(spec: ServingSpec) -> dict[str, str]:
+    return {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        POD_DEPLOYMENT_LABEL: spec.name,
+        LABEL_TENANT: spec.tenant,
+        "app.kubernetes.io/name": "ministudio-serve",
+    }
+
+
+def render_secret(settings: Settings) -> dict[str, Any]:
+    key = settings.inference_api_key
+    if key is None:
+        raise ValueError(
+            "INFERENCE_API_KEY (or INFERENCE_API_KEY_SECRET_ARN) is not set: an EKS inference server would answer "
+            "anyone in the cluster without it"
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": SECRET_NAME,
+            "namespace": settings.eks_namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY},
+        },
+        "type": "Opaque",
+        "stringData": {SECRET_KEY: key.get_secret_value()},
+    }
+
+
+def render_deployment(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
+    s = settings
+    if not s.inference_image_uri:
+        raise ValueError("INFERENCE_IMAGE_URI is not set: the eks backend needs the inference image to serve")
+    engine = "vllm" if spec.engine == "auto" else spec.engine
+    args = [
+        "--engine",
+        engine,
+        "--model",
+        spec.model,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--max-loras",
+        str(spec.max_loras),
+        "--adapter-source",
+        adapter_source(s),
+    ]
+    if spec.adapters:
+        args += ["--lora-modules", *(f"{a.model_id}={a.artifact_uri}" for a in spec.adapters)]
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": s.eks_serving_cpu, "memory": s.eks_serving_memory},
+        "limits": {"memory": s.eks_serving_memory},
+    }
+    if spec.gpu_count:
+        resources["requests"][GPU_RESOURCE] = resources["limits"][GPU_RESOURCE] = str(spec.gpu_count)
+    pod_labels = {**labels(spec), DEPLOYMENT_LABEL: spec.name}
+    container = {
+        "name": CONTAINER,
+        "image": s.inference_image_uri,
+        "command": ["ministudio-serve"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
+            {"name": "AWS_REGION", "value": s.aws_region},
+            {"name": "AWS_DEFAULT_REGION", "value": s.aws_region},
+        ],
+        "resources": resources,
+        # /ready answers 200 once the model is loaded; /health stays 200 while loading and fails only on a failed
+        # load, so a slow download is never killed by liveness.
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+        },
+        "startupProbe": {  # model download and engine start: up to the ready timeout before liveness applies
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": max(1, s.serving_ready_timeout_seconds // 10),
+        },
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],  # noqa: S108 - in the pod, not here
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": s.eks_service_account,  # Pod Identity: read adapters and models from S3
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}}],
+    }
+    if spec.gpu_count:
+        pod_spec["tolerations"] = [GPU_TOLERATION]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": spec.name,
+            "namespace": s.eks_namespace,
+            "labels": labels(spec),
+            "annotations": {
+                ANNOTATION_MIN: str(spec.min_replicas),
+                ANNOTATION_MAX: str(spec.max_replicas),
+                ANNOTATION_ADAPTERS: json.dumps([a.model_id for a in spec.adapters]),
+                "ministudio.io/deployment-id": spec.deployment_id,
+            },
+        },
+        "spec": {
+            # Start one replica even where the range allows zero: the first rollout proves the image and model work.
+            "replicas": max(1, spec.min_replicas),
+            "selector": {"matchLabels": {POD_DEPLOYMENT_LABEL: spec.name}},
+            "progressDeadlineSeconds": s.serving_ready_timeout_seconds,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def render_service(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "namespace": settings.eks_namespace, "labels": labels(spec)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {POD_DEPLOYMENT_LABEL: spec.name},
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def render_scaled_object(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
+    api_version, kind, _ = SCALED_OBJECT
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": spec.name, "namespace": settings.eks_namespace, "labels": labels(spec)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+            **replica_range(spec.min_replicas, spec.max_replicas),
+            "pollingInterval": 15,
+            "cooldownPeriod": settings.keda_cooldown_seconds,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": settings.keda_prometheus_url,
+                        "query": queue_depth_query(spec.name),
+                        "threshold": _number(spec.prometheus_threshold),
+                        "activationThreshold": _number(ACTIVATION_THRESHOLD),
+                    },
+                }
+            ],
+        },
+    }
+
+
+def replica_range(min_replicas: int, max_replicas: int) -> dict[str, int]:
+    """KEDA scales to zero only when minReplicaCount is 0, so a deployment asked for ≥ 1 replica never sleeps."""
+    if min_replicas < 0 or max_replicas < max(1, min_replicas):
+        raise ValueError(f"replica range {min_replicas}..{max_replicas} is not 0 ≤ min ≤ max, max ≥ 1")
+    return {"minReplicaCount": min_replicas, "maxReplicaCount": max_replicas}
+
+
+def to_status(name: str, deployment: dict[str, Any], pods: list[dict[str, Any]]) -> EndpointStatus:
+    meta = deployment.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    status = deployment.get("status") or {}
+    wanted = int((deployment.get("spec") or {}).get("replicas") or 0)
+    replicas, ready = int(status.get("replicas") or 0), int(status.get("readyReplicas") or 0)
+    adapters = tuple(json.loads(annotations.get(ANNOTATION_ADAPTERS) or "[]"))
+    endpoint = Endpoint("http", url=endpoint_url(name, meta.get("namespace") or ""))
+    base = EndpointStatus(
+        name,
+        EndpointState.deploying,
+        replicas=replicas,
+        ready_replicas=ready,
+        adapters=adapters,
+        backend_id=meta.get("uid"),
+    )
+    if meta.get("deletionTimestamp"):
+        return replace(base, state=EndpointState.deleting, message="being deleted")
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    progressing = conditions.get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        why = _pod_problem(pods) or progressing.get("message") or "the rollout did not progress"
+        return replace(base, state=EndpointState.failed, message=why)
+    fatal = _pod_problem(pods, fatal_only=True)
+    if fatal and not ready:
+        return replace(base, state=EndpointState.failed, message=fatal)
+    asleep = wanted == 0 and replicas == 0 and int(annotations.get(ANNOTATION_MIN) or 1) == 0
+    if ready >= 1 or asleep:  # KEDA scaled an idle zero-minimum deployment down: ready, and woken by demand
+        return replace(base, state=EndpointState.ready, endpoint=endpoint)
+    failure = conditions.get("ReplicaFailure") or {}
+    why = _pod_problem(pods) or (failure.get("message") if failure.get("status") == "True" else None) or "starting"
+    return replace(base, message=why)
+
+
+def _pod_problem(pods: list[dict[str, Any]], *, fatal_only: bool = False) -> str | None:
+    """The first reason a pod is not running: unschedulable (no GPU node yet), image pull, crash loop."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason and reason != "ContainerCreating" and (not fatal_only or reason in _FATAL_WAITING):
+                return f"{reason}: {waiting.get('message') or ''}".rstrip(": ")
+        if fatal_only:
+            continue
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return f"{condition.get('reason') or 'Unschedulable'}: {condition.get('message') or ''}".rstrip(": ")
+    return None
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,1 @@
+"""Grafana dashboards for Mini Studio: `python -m monitoring.grafana.build` (`make dashboards`)."""
