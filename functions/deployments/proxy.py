@@ -15,9 +15,8 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.responses import Response, StreamingResponse
 
 from functions.core import ids
@@ -27,6 +26,9 @@ from functions.core.observability import log
 from functions.core.settings import Settings
 from functions.deployments.routing import Route
 from functions.store.mongo import Store
+
+if TYPE_CHECKING:  # httpx pulls in its CLI (rich, click) when they are installed: ~150 ms of cold start
+    import httpx
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
@@ -87,6 +89,8 @@ class Call:
 
 def client() -> httpx.AsyncClient:
     """One pooled client per event loop (uvicorn has one; a Lambda container keeps Mangum's)."""
+    import httpx
+
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None:
@@ -100,6 +104,8 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) if call.stream else True
     if call.stream:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    import httpx
+
     payload = json.dumps(body).encode()
     if call.route.kind == "sagemaker":
         from functions.deployments import proxy_sagemaker
@@ -138,6 +144,8 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
 
 
 async def _relay(call: Call, upstream: httpx.Response, wants_usage: bool, store: Store) -> AsyncIterator[bytes]:
+    import httpx
+
     status, error = upstream.status_code, None
     try:
         async for event in sse_events(upstream.aiter_bytes()):
