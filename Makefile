@@ -14,7 +14,7 @@ COMPUTE ?= sagemaker
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint fmt bench synth bundle clean redis prometheus dashboards
+.PHONY: install run test lint fmt bench synth bundle clean redis prometheus dashboards demo-tabular
 
 install: $(STAMP) redis prometheus
 
@@ -59,6 +59,11 @@ fmt: $(STAMP)
 test: install lint
 	rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
+
+# Seed 004's classical models: trains versions on scikit-learn's bundled datasets (offline) and registers them
+# with the tabular inference server's store (`DEMO_ARGS="--url http://127.0.0.1:PORT --api-key K"` for a server).
+demo-tabular: $(STAMP)
+	$(BIN)/python -m ministudio_serve.tabular.demo $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python bench/run_all.py

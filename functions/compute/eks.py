@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.compute.base import RunState, RunStatus, TrainingSpec
-from functions.compute.k8s import ANNOTATION_CANCELLED, LABEL_MANAGED_BY, MANAGED_BY, capacity, rayjob
+from functions.compute.k8s import (
+    ANNOTATION_CANCELLED,
+    CLUSTER_READER_ROLE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    capacity,
+    rayjob,
+)
 from functions.compute.k8s.client import ClientHolder, Conflict, Forbidden, KubeClient, KubeError, NotFound, path
 from functions.compute.k8s.endpoints import EksServingBackend
 from functions.core.settings import Settings, get_settings
@@ -87,23 +94,31 @@ class EksBackend(ClientHolder):
     def cluster_status(self) -> dict[str, Any]:
         """GPU, CPU and memory from the nodes' allocatable minus running pods' requests, plus this backend's runs.
 
-        Nodes and cluster-wide pods need cluster-scoped read rights; with only the namespace's Role the answer
-        says so and reports what this namespace's pods request."""
+        Nodes and every namespace's pods are read with the ClusterRole `CLUSTER_READER_ROLE` (get/list nodes and
+        pods) that the platform binds to the control plane's Kubernetes group. Where that binding is missing (an
+        imported cluster set up by hand, an older install) the API server answers 403: the answer then says which
+        right is missing and reports what this namespace's pods request."""
         notes: list[str] = []
         ns = self.settings.eks_namespace
         nodes: list[dict[str, Any]] | None
         try:
-            nodes = self.client.list("/api/v1/nodes")
+            nodes = self.client.list(path("v1", "nodes"))
         except Forbidden:
             nodes = None
-            notes.append("listing nodes is forbidden: grant get/list on nodes for capacity totals")
+            notes.append(
+                f"listing nodes is forbidden: bind the ClusterRole {CLUSTER_READER_ROLE} (get/list on nodes and pods) "
+                "for capacity totals"
+            )
         live = "status.phase!=Succeeded,status.phase!=Failed"
         try:
-            pods = self.client.list("/api/v1/pods", field_selector=live)
+            pods = self.client.list(path("v1", "pods"), field_selector=live)
         except Forbidden:
             pods = self.client.list(path("v1", "pods", ns), field_selector=live)
             if nodes is not None:
-                notes.append(f"only pods in namespace {ns} are counted: other namespaces' requests are not subtracted")
+                notes.append(
+                    f"only pods in namespace {ns} are counted (listing pods cluster-wide is forbidden: see "
+                    f"{CLUSTER_READER_ROLE}): other namespaces' requests are not subtracted"
+                )
         running, queued = [], []
         for item in self.client.list(self._url(), label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
             name = (item.get("metadata") or {}).get("name", "")

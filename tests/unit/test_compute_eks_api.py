@@ -20,7 +20,7 @@ from functions.compute.k8s import rayjob, serving
 from functions.compute.k8s.client import KubeClient, KubeError
 from functions.compute.k8s.endpoints import EksServingBackend
 from functions.compute.k8s.token import TokenSource, decode
-from functions.compute.serving import AdapterSpec, EndpointState, ServingSpec
+from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, ServingSpec
 from functions.core.settings import Settings
 from tests.unit.eks_replay import ReplayServer, fixture, status_body
 
@@ -32,6 +32,8 @@ SERVICES = "/api/v1/namespaces/ministudio/services"
 SCALED = "/apis/keda.sh/v1alpha1/namespaces/ministudio/scaledobjects"
 SECRETS = "/api/v1/namespaces/ministudio/secrets"
 PODS = "/api/v1/namespaces/ministudio/pods"
+EVENTS = "/api/v1/namespaces/ministudio/events"
+LB_HOST = "k8s-ministud-vllmbase-0a1b2c3d4e-0123456789abcdef.elb.us-east-1.amazonaws.com"
 FT_MODEL = f"ft:HuggingFaceTB/SmolLM2-135M-Instruct:acme:v1:{JOB}"
 ADAPTER_URI = f"s3://acme-artifacts/artifacts/acme/{JOB}/adapter/"
 
@@ -210,7 +212,23 @@ def test_cluster_status_with_only_namespace_rights_says_what_is_missing(api: Rep
     status = training(api).cluster_status()
     api.verify()
     assert status["gpu"]["total"] is None and status["gpu"]["requested"] == 2
-    assert status["notes"] == ["listing nodes is forbidden: grant get/list on nodes for capacity totals"]
+    (note,) = status["notes"]
+    assert note.startswith("listing nodes is forbidden: bind the ClusterRole ministudio-cluster-reader")
+
+
+def test_cluster_status_with_nodes_but_only_namespace_pods_says_other_namespaces_are_not_counted(
+    api: ReplayServer,
+) -> None:
+    forbidden = status_body(403, "Forbidden", 'pods is forbidden: User "ministudio-api" cannot list resource')
+    api.expect("GET", "/api/v1/nodes", 200, fixture("nodes"))
+    api.expect("GET", "/api/v1/pods", 403, forbidden)
+    api.expect("GET", PODS, 200, fixture("pods_all"))
+    api.expect("GET", RAYJOBS, 200, {"kind": "RayJobList", "items": []})
+    status = training(api).cluster_status()
+    api.verify()
+    assert status["gpu"]["total"] == 2
+    (note,) = status["notes"]
+    assert note.startswith("only pods in namespace ministudio are counted") and "ministudio-cluster-reader" in note
 
 
 def test_an_unreachable_cluster_is_a_clear_error() -> None:
@@ -239,6 +257,8 @@ def test_deploy_creates_secret_deployment_service_and_scaled_object(api: ReplayS
     assert [p.body["kind"] for p in posts] == ["Secret", "Deployment", "Service", "ScaledObject"]
     assert posts[0].body["stringData"] == {"api-key": "server-key-123"}
     assert posts[1].body == serving.render_deployment(serving_spec(), SETTINGS)
+    assert posts[2].body == serving.render_service(serving_spec(), SETTINGS)
+    assert posts[2].body["spec"]["type"] == "LoadBalancer"
     assert api.requests[-1].query == {"labelSelector": f"ministudio.io/deployment={SERVER}"}
 
 
@@ -250,12 +270,78 @@ def test_a_redelivered_deploy_keeps_what_exists(api: ReplayServer) -> None:
     api.expect("POST", SERVICES, 409, exists("services", SERVER))
     api.expect("POST", SCALED, 409, exists("scaledobjects.keda.sh", SERVER))
     api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
     status = endpoints(api).deploy(serving_spec())
     api.verify()
     assert status.state is EndpointState.ready
-    assert status.endpoint is not None and status.endpoint.url == f"http://{SERVER}.ministudio.svc.cluster.local:8000"
+    assert status.endpoint is not None and status.endpoint.url == f"http://{LB_HOST}:8000"
     assert api.last("PATCH").body == {"stringData": {"api-key": "server-key-123"}}
     assert not [r for r in api.requests if r.method in ("PUT", "DELETE")]
+
+
+def test_ready_waits_for_the_load_balancer_hostname_between_two_status_calls(api: ReplayServer) -> None:
+    # Given pods that are ready, and a Service whose NLB the controller is still provisioning
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_pending"))
+    api.expect("GET", EVENTS, 200, {"kind": "EventList", "apiVersion": "v1", "items": []})
+    backend = endpoints(api)
+    first = backend.status(SERVER)
+    api.verify()
+    # Then it is still deploying, says it waits for the load balancer, and gives no endpoint to route to
+    assert (first.state, first.endpoint, first.ready_replicas) == (EndpointState.deploying, None, 1)
+    assert first.message == "pods are ready; waiting for the load balancer"
+    assert api.requests[-1].query == {"fieldSelector": f"involvedObject.kind=Service,involvedObject.name={SERVER}"}
+    # When the controller has written status.loadBalancer.ingress[0].hostname
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
+    second = backend.status(SERVER)
+    api.verify()
+    # Then it is ready, at the NLB's name on the server port (no events read once the hostname is there)
+    assert second.state is EndpointState.ready
+    assert second.endpoint == Endpoint("http", url=f"http://{LB_HOST}:8000")
+    assert [r.path for r in api.requests[3:]] == [f"{DEPLOYMENTS}/{SERVER}", f"{SERVICES}/{SERVER}"]
+
+
+def test_a_load_balancer_that_fails_to_provision_says_why(api: ReplayServer) -> None:
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_pending"))
+    api.expect("GET", EVENTS, 200, fixture("events_service"))
+    status = endpoints(api).status(SERVER)
+    api.verify()
+    assert status.state is EndpointState.deploying and status.message is not None
+    assert "FailedDeployModel" in status.message and "At least one subnet must be specified" in status.message
+
+
+def test_a_ready_deployment_whose_service_is_gone_is_deploying(api: ReplayServer) -> None:
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 404, not_found("services", SERVER))
+    status = endpoints(api).status(SERVER)
+    api.verify()
+    assert status.state is EndpointState.deploying and status.endpoint is None
+    assert status.message is not None and "does not exist" in status.message
+
+
+def test_a_starting_deployment_does_not_read_its_service(api: ReplayServer) -> None:
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_starting"))
+    api.expect("GET", PODS, 200, fixture("pods_loading"))
+    assert endpoints(api).status(SERVER).state is EndpointState.deploying
+    api.verify()
+
+
+def test_adapter_endpoint_is_the_deployments_endpoint_once_it_has_one(api: ReplayServer) -> None:
+    backend = endpoints(api)
+    # Ready with its NLB: the adapter is served by the same server, at the same URL
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
+    assert backend.adapter_endpoint(SERVER, FT_MODEL) == Endpoint("http", url=f"http://{LB_HOST}:8000")
+    # Waiting for the load balancer, or gone: no endpoint
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_pending"))
+    api.expect("GET", EVENTS, 200, {"kind": "EventList", "apiVersion": "v1", "items": []})
+    assert backend.adapter_endpoint(SERVER, FT_MODEL) is None
+    api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 404, not_found("deployments.apps", SERVER))
+    assert backend.adapter_endpoint(SERVER, FT_MODEL) is None
+    api.verify()
 
 
 def test_status_of_an_unknown_deployment_is_missing(api: ReplayServer) -> None:
@@ -286,6 +372,7 @@ def test_scale_patches_the_scaled_object_and_moves_replicas_into_the_range(api: 
     api.expect("PATCH", f"{SCALED}/{SERVER}", 200, {"kind": "ScaledObject"})
     api.expect("PATCH", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
     api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
     endpoints(api).scale(SERVER, 2, 4)
     api.verify()
     patches = [r.body for r in api.requests if r.method == "PATCH"]
@@ -309,6 +396,7 @@ def test_add_adapter_records_it_conditionally_and_retries_a_lost_race(api: Repla
     )
     api.expect("PATCH", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
     api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
     status = endpoints(api).add_adapter(SERVER, AdapterSpec(FT_MODEL, ADAPTER_URI, "acme"))
     api.verify()
     assert status.adapters == (FT_MODEL,)
@@ -335,6 +423,7 @@ def test_remove_adapter_forgets_it(api: ReplayServer) -> None:
     api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
     api.expect("PATCH", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_starting"))
     api.expect("GET", f"{DEPLOYMENTS}/{SERVER}", 200, fixture("deployment_ready"))
+    api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
     endpoints(api).remove_adapter(SERVER, FT_MODEL)
     api.verify()
     assert api.last("PATCH").body["metadata"]["annotations"] == {"ministudio.io/adapters": "[]"}

@@ -241,7 +241,7 @@ def test_deployment_runs_the_vllm_server_with_probes_key_and_gpu() -> None:
     assert pod["serviceAccountName"] == "ministudio-workload" and manifest["metadata"]["namespace"] == "ministudio"
 
 
-def test_service_selects_the_deployments_pods_on_the_server_port() -> None:
+def test_service_is_an_internal_nlb_to_the_deployments_pods_on_the_server_port() -> None:
     spec = serving_spec()
     service = serving.render_service(spec, settings())
     validate(service)
@@ -249,7 +249,19 @@ def test_service_selects_the_deployments_pods_on_the_server_port() -> None:
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
-    assert serving.endpoint_url(spec.name, "ministudio") == f"http://{spec.name}.ministudio.svc.cluster.local:8000"
+    # The control plane runs outside the cluster: a LoadBalancer Service that the AWS Load Balancer Controller
+    # turns into an internal NLB registering pod IPs, not a ClusterIP name only the cluster's DNS resolves.
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["allocateLoadBalancerNodePorts"] is False
+    annotations = service["metadata"]["annotations"]
+    assert {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+        "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+    }.items() <= annotations.items()
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"] == "/ready"
+    assert all(isinstance(v, str) for v in annotations.values())  # annotation values are strings only
+    assert serving.load_balancer_url(service) is None  # no hostname until the controller provisions the NLB
 
 
 def test_secret_holds_the_control_planes_server_key() -> None:

@@ -89,15 +89,57 @@ def test_the_recorded_running_rayjob_is_running() -> None:
     assert (status.state, status.message, status.backend_id) == (RunState.running, None, f"{NAME}-7x2lq")
 
 
-# --- Deployment → EndpointStatus ------------------------------------------------------------------------------
-def test_a_ready_deployment_gives_its_service_url_and_adapters() -> None:
-    status = serving.to_status(SERVER, fixture("deployment_ready"), [])
+# --- Deployment (+ Service) → EndpointStatus --------------------------------------------------------------------
+LB_HOST = "k8s-ministud-vllmbase-0a1b2c3d4e-0123456789abcdef.elb.us-east-1.amazonaws.com"
+
+
+def test_a_ready_deployment_with_its_load_balancer_gives_the_nlb_url_and_adapters() -> None:
+    pods_ready = serving.to_status(SERVER, fixture("deployment_ready"), [])
+    assert pods_ready.state is EndpointState.ready and pods_ready.endpoint is None  # the URL is the Service's
+    status = serving.with_load_balancer(pods_ready, fixture("service_ready"))
     assert status.state is EndpointState.ready
     assert (status.replicas, status.ready_replicas) == (1, 1)
     assert status.endpoint is not None and status.endpoint.kind == "http"
-    assert status.endpoint.url == f"http://{SERVER}.ministudio.svc.cluster.local:8000"
+    assert status.endpoint.url == f"http://{LB_HOST}:8000"
     assert status.adapters == (f"ft:HuggingFaceTB/SmolLM2-135M-Instruct:acme:v1:{NAME}",)
     assert status.backend_id == "0d1b7c5e-3a0e-4f9e-8d8e-5e0f6a7b8c9d"
+
+
+def test_ready_pods_without_a_load_balancer_hostname_are_still_deploying() -> None:
+    pods_ready = serving.to_status(SERVER, fixture("deployment_ready"), [])
+    # The controller has not written status.loadBalancer.ingress yet: no endpoint, and the message says why
+    waiting = serving.with_load_balancer(pods_ready, fixture("service_pending"))
+    assert (waiting.state, waiting.endpoint) == (EndpointState.deploying, None)
+    assert waiting.message == "pods are ready; waiting for the load balancer"
+    assert waiting.ready_replicas == 1
+    # ... with the controller's newest warning about the Service, when it has one
+    failing = serving.with_load_balancer(pods_ready, fixture("service_pending"), fixture("events_service")["items"])
+    assert failing.message is not None
+    assert failing.message.startswith("pods are ready; waiting for the load balancer (FailedDeployModel: ")
+    assert "At least one subnet must be specified" in failing.message
+    # A Service that is gone, or that is not a LoadBalancer (made before the NLB), is named as the cause
+    gone = serving.with_load_balancer(pods_ready, None)
+    assert gone.state is EndpointState.deploying and gone.message is not None and "does not exist" in gone.message
+    cluster_ip = fixture("service_pending")
+    cluster_ip["spec"]["type"] = "ClusterIP"
+    old = serving.with_load_balancer(pods_ready, cluster_ip)
+    assert old.state is EndpointState.deploying and old.message is not None and "is ClusterIP" in old.message
+
+
+def test_the_load_balancer_does_not_change_a_deployment_that_is_not_ready() -> None:
+    starting = serving.to_status(SERVER, fixture("deployment_starting"), fixture("pods_unschedulable")["items"])
+    assert serving.with_load_balancer(starting, fixture("service_ready")) == starting
+    deleting = serving.to_status(SERVER, fixture("deployment_deleting"), [])
+    assert serving.with_load_balancer(deleting, None) == deleting
+
+
+def test_load_balancer_url_reads_the_first_ingress_hostname_and_the_http_port() -> None:
+    assert serving.load_balancer_url(fixture("service_ready")) == f"http://{LB_HOST}:8000"
+    assert serving.load_balancer_url(fixture("service_pending")) is None
+    assert serving.load_balancer_url(None) is None
+    ip_only = fixture("service_ready")
+    ip_only["status"]["loadBalancer"]["ingress"] = [{"ip": "10.0.3.7"}]
+    assert serving.load_balancer_url(ip_only) is None  # an NLB always has a hostname: an IP alone is not ours
 
 
 def test_a_starting_deployment_is_deploying_and_says_what_it_waits_for() -> None:
@@ -124,6 +166,9 @@ def test_a_deployment_past_its_progress_deadline_fails() -> None:
 def test_scaled_to_zero_is_ready_only_where_zero_was_allowed() -> None:
     asleep = fixture("deployment_scaled_to_zero")
     assert serving.to_status(SERVER, asleep, []).state is EndpointState.ready
+    # Its NLB stays while it sleeps, so it keeps its endpoint
+    woken = serving.with_load_balancer(serving.to_status(SERVER, asleep, []), fixture("service_ready"))
+    assert woken.state is EndpointState.ready and woken.endpoint is not None
     asleep["metadata"]["annotations"]["ministudio.io/min-replicas"] = "1"
     assert serving.to_status(SERVER, asleep, []).state is EndpointState.deploying
 

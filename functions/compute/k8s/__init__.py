@@ -16,3 +16,6 @@ ANNOTATION_CANCELLED = "ministudio.io/cancelled-at"
 GPU_RESOURCE = "nvidia.com/gpu"
 # The GPU node group's taint (infra/cdk/constructs/eks_platform.py GPU_TAINT): only pods that tolerate it land there.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# The ClusterRole (get/list nodes and pods, cluster-wide) that infra/cdk/constructs/eks_platform.py binds to the
+# control plane's Kubernetes group, so `cluster_status` sees every node and every pod's requests.
+CLUSTER_READER_ROLE = f"{MANAGED_BY}-cluster-reader"

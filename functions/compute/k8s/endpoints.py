@@ -4,7 +4,10 @@ Adapters are not pushed to servers. Every replica resolves `ft:{base}:{tenant}:{
 from the artifacts bucket (`--adapter-source`) and keeps MAX_LORAS of them in an LRU, so a replica KEDA adds later
 serves every adapter too; POSTing `/v1/load_lora_adapter` to today's pods would miss tomorrow's. `add_adapter`
 therefore checks that the adapter lives where the servers will look and records it on the Deployment (an
-annotation, which does not roll the pods), so `status` lists it.
+annotation, which does not roll the pods), so `status` lists it. One server serves its base model and every adapter,
+so an adapter's endpoint is the deployment's.
+
+The endpoint is the Service's internal NLB (serving.py): `ready` needs ready pods and the load balancer's hostname.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import json
 from typing import Any
 
 from functions.compute.k8s import serving
-from functions.compute.k8s.client import ClientHolder, Conflict, KubeClient, NotFound, path
-from functions.compute.serving import AdapterSpec, EndpointState, EndpointStatus, ServingSpec
+from functions.compute.k8s.client import ClientHolder, Conflict, KubeClient, KubeError, NotFound, path
+from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, EndpointStatus, ServingSpec
 from functions.core.settings import Settings, get_settings
 
 _ATTEMPTS = 5  # optimistic-concurrency retries for annotation updates racing each other
@@ -64,7 +67,16 @@ class EksServingBackend(ClientHolder):
         if not ready:  # only then do the pods' reasons matter (unschedulable, image pull, crash loop)
             selector = f"{serving.POD_DEPLOYMENT_LABEL}={name}"
             pods = self.client.list(path("v1", "pods", self.settings.eks_namespace), label_selector=selector)
-        return serving.to_status(name, deployment, pods)
+        status = serving.to_status(name, deployment, pods)
+        if status.state is not EndpointState.ready:
+            return status
+        # Pods are ready: the endpoint is the Service's load balancer, once the controller has provisioned it.
+        try:
+            service: dict[str, Any] | None = self.client.get(self._urls(name)["service"])
+        except NotFound:
+            service = None
+        events = self._service_events(name) if service and not serving.load_balancer_url(service) else []
+        return serving.with_load_balancer(status, service, events)
 
     def scale(self, name: str, min_replicas: int, max_replicas: int) -> EndpointStatus:
         """The ScaledObject owns the range; the Deployment's replicas are moved into it at once, so a shrunk maximum
@@ -116,6 +128,12 @@ class EksServingBackend(ClientHolder):
         """Forgets the record; a replica that holds the adapter drops it when its LRU needs the slot."""
         return self._change_adapters(name, lambda ids: [i for i in ids if i != model_id])
 
+    def adapter_endpoint(self, name: str, model_id: str) -> Endpoint | None:
+        """The deployment's own endpoint: its servers resolve every adapter of their base model on demand (the
+        request's `model` picks it), so there is no per-adapter address. None while it has none (not ready, no load
+        balancer yet, or gone)."""
+        return self.status(name).endpoint
+
     # --- helpers ----------------------------------------------------------------------------------------------
     def _put_secret(self) -> None:
         """The server key Secret, written on every deploy so a rotated INFERENCE_API_KEY reaches new pods."""
@@ -125,6 +143,14 @@ class EksServingBackend(ClientHolder):
             self.client.create(path("v1", "secrets", ns), body)
         except Conflict:
             self.client.patch(path("v1", "secrets", ns, serving.SECRET_NAME), {"stringData": body["stringData"]})
+
+    def _service_events(self, name: str) -> list[dict[str, Any]]:
+        """Events about the Service (the load balancer controller reports failures there); best effort."""
+        selector = f"involvedObject.kind=Service,involvedObject.name={name}"
+        try:
+            return self.client.list(path("v1", "events", self.settings.eks_namespace), field_selector=selector)
+        except KubeError:
+            return []
 
     def _resolved_uri(self, model_id: str) -> str | None:
         if not model_id.startswith("ft:"):

@@ -1,6 +1,12 @@
 """Serving manifests: the server key Secret, a Deployment + Service of `ministudio-serve --engine vllm`, and the
 KEDA ScaledObject that scales it on queue depth; plus how a Deployment's state reads as an `EndpointStatus`.
 
+The control plane (the API function, in the VPC's private subnets, outside the cluster) cannot resolve a ClusterIP
+`*.svc.cluster.local` name, so the Service is `type: LoadBalancer` and the AWS Load Balancer Controller
+(infra/cdk/stacks/compute_eks.py) gives it an internal NLB that targets the pods' IPs directly. The endpoint is
+`http://{status.loadBalancer.ingress[0].hostname}:8000`; until the controller has written that hostname, a
+deployment whose pods are ready is still `deploying`.
+
 All of a deployment's objects share its backend name (`serving_name(...)`, DNS-1123), so deploying twice finds
 them. Pods carry two labels with the name: `ministudio.io/deployment` (selectors, people) and a plain `deployment`,
 because the Prometheus chart's `kubernetes-pods` job copies pod labels onto series with `labelmap`, and
@@ -11,6 +17,7 @@ derives it; setting one is deprecated and refused by newer versions).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +44,18 @@ SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 ANNOTATION_MIN = "ministudio.io/min-replicas"
 ANNOTATION_MAX = "ministudio.io/max-replicas"
 ANNOTATION_ADAPTERS = "ministudio.io/adapters"
+# The AWS Load Balancer Controller's Service annotations (kubernetes-sigs.github.io/aws-load-balancer-controller,
+# guide/service/annotations): an NLB it owns (`external`, so the in-tree cloud provider leaves the Service alone),
+# registering pod IPs (no NodePort hop), reachable only inside the VPC, health-checked on the server's /ready.
+LOAD_BALANCER_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+    "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol": "http",
+    "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path": "/ready",
+    "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port": "traffic-port",
+}
+WAITING_FOR_LOAD_BALANCER = "pods are ready; waiting for the load balancer"
 ACTIVATION_THRESHOLD = 0  # from zero replicas, any waiting request wakes the deployment
 # Waiting reasons that will not fix themselves: the deployment is failed without waiting for the ready timeout.
 _FATAL_WAITING = {"ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
@@ -47,8 +66,18 @@ def adapter_source(settings: Settings) -> str:
     return f"s3://{settings.artifacts_bucket}/{names.ARTIFACTS_PREFIX}{{tenant}}/{{job_id}}/adapter/"
 
 
-def endpoint_url(name: str, namespace: str) -> str:
-    return f"http://{name}.{namespace}.svc.cluster.local:{PORT}"
+def load_balancer_url(service: dict[str, Any] | None) -> str | None:
+    """`http://HOST:PORT` from the Service's first load balancer ingress hostname; None until the controller has
+    provisioned the NLB (or when there is no Service)."""
+    if not service:
+        return None
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    host = (ingress[0] or {}).get("hostname") if ingress else None
+    if not host:
+        return None
+    ports = (service.get("spec") or {}).get("ports") or []
+    port = next((p.get("port") for p in ports if p.get("name") == "http"), None) or PORT
+    return f"http://{host}:{port}"
 
 
 def labels(spec: ServingSpec) -> dict[str, str]:
@@ -187,9 +216,15 @@ def render_service(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": spec.name, "namespace": settings.eks_namespace, "labels": labels(spec)},
+        "metadata": {
+            "name": spec.name,
+            "namespace": settings.eks_namespace,
+            "labels": labels(spec),
+            "annotations": dict(LOAD_BALANCER_ANNOTATIONS),
+        },
         "spec": {
-            "type": "ClusterIP",
+            "type": "LoadBalancer",
+            "allocateLoadBalancerNodePorts": False,  # the NLB reaches pod IPs: no node ports to hold
             "selector": {POD_DEPLOYMENT_LABEL: spec.name},
             "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
         },
@@ -230,13 +265,14 @@ def replica_range(min_replicas: int, max_replicas: int) -> dict[str, int]:
 
 
 def to_status(name: str, deployment: dict[str, Any], pods: list[dict[str, Any]]) -> EndpointStatus:
+    """The Deployment's side: `ready` here means its pods are (or it sleeps at zero, as allowed); the endpoint comes
+    from the Service, through `with_load_balancer`."""
     meta = deployment.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     status = deployment.get("status") or {}
     wanted = int((deployment.get("spec") or {}).get("replicas") or 0)
     replicas, ready = int(status.get("replicas") or 0), int(status.get("readyReplicas") or 0)
     adapters = tuple(json.loads(annotations.get(ANNOTATION_ADAPTERS) or "[]"))
-    endpoint = Endpoint("http", url=endpoint_url(name, meta.get("namespace") or ""))
     base = EndpointStatus(
         name,
         EndpointState.deploying,
@@ -257,10 +293,46 @@ def to_status(name: str, deployment: dict[str, Any], pods: list[dict[str, Any]])
         return replace(base, state=EndpointState.failed, message=fatal)
     asleep = wanted == 0 and replicas == 0 and int(annotations.get(ANNOTATION_MIN) or 1) == 0
     if ready >= 1 or asleep:  # KEDA scaled an idle zero-minimum deployment down: ready, and woken by demand
-        return replace(base, state=EndpointState.ready, endpoint=endpoint)
+        return replace(base, state=EndpointState.ready)
     failure = conditions.get("ReplicaFailure") or {}
     why = _pod_problem(pods) or (failure.get("message") if failure.get("status") == "True" else None) or "starting"
     return replace(base, message=why)
+
+
+def with_load_balancer(
+    status: EndpointStatus, service: dict[str, Any] | None, events: Sequence[dict[str, Any]] = ()
+) -> EndpointStatus:
+    """A deployment whose pods are ready is `ready` only once its Service has a load balancer hostname; until then it
+    is `deploying` and says so (with the controller's latest warning about the Service, if any)."""
+    if status.state is not EndpointState.ready:
+        return status
+    url = load_balancer_url(service)
+    if url is not None:
+        return replace(status, endpoint=Endpoint("http", url=url))
+    if service is None:
+        why = f"{WAITING_FOR_LOAD_BALANCER}: Service {status.name} does not exist (deploying again creates it)"
+    elif (kind := (service.get("spec") or {}).get("type")) != "LoadBalancer":
+        why = f"{WAITING_FOR_LOAD_BALANCER}: Service {status.name} is {kind}, not LoadBalancer (delete and redeploy)"
+    else:
+        why = WAITING_FOR_LOAD_BALANCER
+        warning = _latest_warning(events)
+        if warning:
+            why = f"{why} ({warning})"
+    return replace(status, state=EndpointState.deploying, message=why)
+
+
+def _latest_warning(events: Sequence[dict[str, Any]]) -> str | None:
+    """The newest Warning event, e.g. the load balancer controller's `FailedDeployModel: ...`."""
+    warnings = [e for e in events if e.get("type") == "Warning"]
+    if not warnings:
+        return None
+
+    def when(event: dict[str, Any]) -> str:
+        meta = event.get("metadata") or {}
+        return str(event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp") or "")
+
+    newest = max(warnings, key=when)
+    return f"{newest.get('reason') or 'Warning'}: {newest.get('message') or ''}".rstrip(": ")
 
 
 def _pod_problem(pods: list[dict[str, Any]], *, fatal_only: bool = False) -> str | None:

@@ -1,9 +1,14 @@
 """Compute on EKS: training as KubeRay RayJobs, serving as vLLM Deployments scaled by KEDA.
 
 The cluster is imported by name (`-c eks_cluster_name=...`) or created with a private endpoint, a small system
-node group and a GPU managed node group. Either way Mini Studio's add-ons go in through a kubectl provider in the
-VPC, and the workers reach the cluster through EKS access entries mapped to namespace-scoped Kubernetes groups
-(no aws-auth ConfigMap). Training and serving pods get S3 through EKS Pod Identity.
+node group, a GPU managed node group and the AWS Load Balancer Controller. Either way Mini Studio's add-ons go in
+through a kubectl provider in the VPC, and the control-plane functions reach the cluster through EKS access entries
+mapped to Kubernetes groups (no aws-auth ConfigMap). Training and serving pods get S3 through EKS Pod Identity.
+
+The API function proxies inference to each deployment's Service, an internal NLB that the load balancer controller
+provisions (functions/compute/k8s/serving.py). An imported cluster must already run that controller (v2.2 or later,
+with subnets it can discover: `kubernetes.io/role/internal-elb` tags on the private subnets); this stack does not
+install a second one next to its owner's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from constructs import Construct
 from functions.core import names
 from infra.cdk.config import SERVING_NAMESPACE, WORKLOAD_SERVICE_ACCOUNT, DeployConfig
 from infra.cdk.constructs.eks_platform import (
+    API_GROUP,
     DISPATCH_GROUP,
     GPU_LABEL,
     GPU_TAINT,
@@ -38,6 +44,9 @@ from infra.cdk.stacks.compute import FunctionRoles
 
 KUBERNETES_VERSION = eks.KubernetesVersion.V1_35  # the kubectl layer (v35) must stay within one minor of it
 VLLM_PORT = 8000  # the inference server's port: the API function proxies to it
+# The AWS Load Balancer Controller on new clusters: the Helm chart aws-load-balancer-controller from
+# https://aws.github.io/eks-charts, an IRSA service account and the controller's own IAM policy for this version.
+ALB_CONTROLLER_VERSION = eks.AlbControllerVersion.V3_2_2
 
 
 class EksComputeStack(Stack):
@@ -54,7 +63,7 @@ class EksComputeStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self._provider_ready: list[Construct] = []  # what must exist before the kubectl provider can act
+        self._before_platform: list[Construct] = []  # what must exist before the platform's charts go in
         self.images = ImageRepositories(self, "Images", config=config)
         kubectl = eks.KubectlProviderOptions(
             kubectl_layer=KubectlV35Layer(self, "KubectlLayer"),
@@ -67,7 +76,7 @@ class EksComputeStack(Stack):
             # jsii's typing stubs miss that Cluster satisfies ICluster (an optional member): it does at run time.
             self.cluster = cast(eks.ICluster, self._new_cluster(config, vpc, functions_sg, kubectl))
         platform = EksPlatform(self, "Platform", cluster=self.cluster, new_cluster=not config.eks_cluster_name)
-        for dependency in self._provider_ready:
+        for dependency in self._before_platform:
             platform.node.add_dependency(dependency)
         _suppress_cdk_eks(self)
 
@@ -100,9 +109,12 @@ class EksComputeStack(Stack):
             default_capacity=0,
             cluster_logging=list(eks.ClusterLoggingTypes),
             kubectl_provider_options=kubectl,
+            # Internal NLBs for the vLLM Services. The cluster tags the private subnets kubernetes.io/role/internal-elb
+            # so the controller finds them, and the chart waits for its pods, which need the system nodes.
+            alb_controller=eks.AlbControllerOptions(version=ALB_CONTROLLER_VERSION),
         )
         # Operators, KEDA and Prometheus: small on-demand nodes that never scale to zero.
-        cluster.add_nodegroup_capacity(
+        system = cluster.add_nodegroup_capacity(
             "System",
             instance_types=[ec2.InstanceType("t3.large")],
             min_size=1,
@@ -122,7 +134,25 @@ class EksComputeStack(Stack):
             taints=[eks.TaintSpec(effect=eks.TaintEffect.NO_SCHEDULE, key=GPU_TAINT, value="true")],
         )
         eks.Addon(self, "PodIdentityAgent", cluster=cast(eks.ICluster, cluster), addon_name="eks-pod-identity-agent")
-        # Managed node groups use the cluster security group: functions reach the API server and vLLM pods.
+        controller = cluster.alb_controller
+        assert controller is not None  # asked for above
+        controller.node.add_dependency(system)
+        suppress(
+            controller,
+            "AwsSolutions-IAM5",
+            "The AWS Load Balancer Controller's published IAM policy (the CDK ships it per controller version): it "
+            "creates and tags load balancers, target groups and security groups whose names it chooses at run time",
+            [
+                "Resource::*",
+                regex(r"^Resource::arn:<AWS::Partition>:(ec2|elasticloadbalancing):\*:\*:[a-z-]+(/[a-z]+)?(/\*)+$"),
+            ],
+        )
+        # The controller's webhooks must answer before the platform's charts create Services and pods.
+        self._before_platform.append(controller)
+        # Managed node groups use the cluster security group: functions reach the API server, and the vLLM pods on
+        # 8000. Through the NLB the pods see the NLB's address, admitted by the backend security group rule the
+        # controller adds to this group; this rule admits the functions themselves where the target group keeps
+        # the client's address (preserve_client_ip) or a call goes to a pod directly.
         cluster.connections.allow_from(functions_sg, ec2.Port.tcp(443), "control-plane functions → Kubernetes API")
         cluster.connections.allow_from(functions_sg, ec2.Port.tcp(VLLM_PORT), "API function → vLLM servers")
         return cluster
@@ -175,7 +205,7 @@ class EksComputeStack(Stack):
                 )
             ],
         )
-        self._provider_ready.append(access)
+        self._before_platform.append(access)
         if config.eks_cluster_security_group_id:
             for port, why in ((443, "Kubernetes API"), (VLLM_PORT, "vLLM servers")):
                 ec2.CfnSecurityGroupIngress(
@@ -206,10 +236,13 @@ class EksComputeStack(Stack):
     def grant_functions(self, scope: Construct, roles: FunctionRoles) -> None:
         """Access entries live in the control plane's stack: they name its roles, which this stack cannot see."""
         describe = iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[self.cluster.cluster_arn])
+        # The API reads deployment state, scales deployments and reports cluster status (API_GROUP, which also
+        # holds the cluster-wide read of nodes and pods); its inference calls go to the NLBs over HTTP.
         for name, role, group in (
             ("Dispatch", roles.dispatch, DISPATCH_GROUP),
             ("Status", roles.status, OBSERVE_GROUP),
             ("Reconcile", roles.reconcile, OBSERVE_GROUP),
+            ("Api", roles.api, API_GROUP),
         ):
             iam.Policy(scope, f"Eks{name}", statements=[describe], roles=[role])
             eks_l1.CfnAccessEntry(
@@ -219,7 +252,6 @@ class EksComputeStack(Stack):
                 principal_arn=role.role_arn,
                 kubernetes_groups=[group],
             )
-        # The API function only speaks HTTP to vLLM Services (security group rule above): no cluster rights.
 
     def grant_data(self, scope: Construct, datasets: s3.IBucket, artifacts: s3.IBucket) -> None:
         statements = [
