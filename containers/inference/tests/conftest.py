@@ -56,7 +56,13 @@ def adapter_factory(tmp_path: Path, tokenizer: Any) -> Callable[..., Path]:
 @pytest.fixture
 def settings_factory(tmp_path: Path) -> Callable[..., ServeSettings]:
     def make(**overrides: Any) -> ServeSettings:
-        values: dict[str, Any] = {"model": BASE, "request_log": tmp_path / "requests.sqlite", "max_loras": 4}
+        # Task models (VADER, MiniLM) load on first use here, not in the background of every test.
+        values: dict[str, Any] = {
+            "model": BASE,
+            "request_log": tmp_path / "requests.sqlite",
+            "max_loras": 4,
+            "preload_task_models": False,
+        }
         values.update(overrides)
         return ServeSettings(**values)
 

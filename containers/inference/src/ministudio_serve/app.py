@@ -19,8 +19,10 @@ from ministudio_serve import errors
 from ministudio_serve.engines.base import Engine
 from ministudio_serve.metrics import Metrics
 from ministudio_serve.middleware import Gatekeeper
-from ministudio_serve.routes import adapters, health, openai, sagemaker, seed002, seed003, seed004
+from ministudio_serve.routes import adapters, embeddings, health, openai, sagemaker, seed002, seed003, seed004
+from ministudio_serve.routes import tabular as tabular_routes
 from ministudio_serve.services.request_log import RequestLog
+from ministudio_serve.services.task_registry import TaskRegistry
 from ministudio_serve.settings import ServeSettings
 from ministudio_serve.state import ServerState
 
@@ -37,11 +39,13 @@ PROFILES: dict[str, tuple[list[APIRouter], bool]] = {
             sagemaker.router,
             seed002.router,
             seed003.router,
+            embeddings.router,
             seed004.router,
         ],
         True,
     ),
-    "tabular": ([health.router], False),
+    # Seed 004's classical models (routes/tabular.py, tabular/): its own probes, /metrics, no LLM engine.
+    "tabular": ([tabular_routes.router, tabular_routes.metrics_router], False),
 }
 
 
@@ -49,9 +53,18 @@ async def _load(state: ServerState) -> None:
     from ministudio_serve.engines.factory import build_engine
 
     try:
-        engine, model_dir = await asyncio.to_thread(build_engine, state.settings)
+        registered = None
+        if state.settings.mlflow_tracking_uri:  # seed 002: the model comes from the MLflow registry
+            from ministudio_serve import registry
+
+            registered = await asyncio.to_thread(registry.fetch, state.settings)
+        args = (state.settings, registered.base_model) if registered else (state.settings,)
+        engine, model_dir = await asyncio.to_thread(build_engine, *args)
         await engine.start()
-        state.attach(engine, str(model_dir))
+        if registered is not None:
+            await state.attach_registered(engine, str(model_dir), registered)
+        else:
+            state.attach(engine, str(model_dir))
         await _preload_adapters(state)
         log.info("model %s ready in %.1f s", state.settings.model_name, time.time() - state.started_at)
     except Exception as exc:  # stay alive and say why on /health, /ready and every generation route
@@ -66,25 +79,41 @@ async def _preload_adapters(state: ServerState) -> None:
         await state.adapters.load(name.strip(), path.strip())
 
 
+def _task_registry(state: ServerState) -> TaskRegistry:
+    from ministudio_serve.deps import get_generation
+
+    return TaskRegistry(state.settings, state.metrics, lambda: get_generation(state), lambda: state.load_seconds)
+
+
 def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     state = ServerState(settings, Metrics(settings.model_name), RequestLog(settings.request_log_path))
     routers, needs_engine = PROFILES[settings.profile]
+    if needs_engine:  # seed 003's task models and the embedder: built now, loaded in the background at startup
+        state.tasks = _task_registry(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
+        tasks_load = None
         if engine is not None:
             await engine.start()
             state.attach(engine)
             await _preload_adapters(state)
         elif needs_engine:
             task = asyncio.create_task(_load(state))
+        if state.tasks is not None:
+            tasks_load = asyncio.create_task(state.tasks.start(task, settings.preload_task_models))
         try:
             yield
         finally:
             if task is not None and not task.done():
                 task.cancel()
+            if state.tasks is not None:
+                if tasks_load is not None:
+                    tasks_load.cancel()
+                    await asyncio.wait([tasks_load])
+                await state.tasks.close()  # waits for a load in flight, then drops every model
             if state.engine is not None:
                 await state.engine.stop()
             state.request_log.close()

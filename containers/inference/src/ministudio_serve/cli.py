@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -36,7 +37,16 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--request-log", {"help": "SQLite file of the request log"}),
     ("--max-body-bytes", {"type": int}),
     ("--cors-origins", {"nargs": "*"}),
+    ("--tabular-store", {"help": "profile tabular: s3://bucket[/prefix] or a directory for model versions"}),
+    ("--redis-url", {"help": "profile tabular: Redis for the prediction cache (unset: no cache)"}),
+    ("--mlflow-tracking-uri", {"help": "serve --model (default custom-llm) from this MLflow registry"}),
+    ("--model-stage", {"help": "registry stage to serve (default Production; `latest`: the newest version)"}),
+    ("--model-alias", {"help": "registry alias to serve (wins over --model-stage)"}),
+    ("--api-workers", {"type": int, "help": "worker processes, each with its own model (default 1)"}),
+    ("--debug", {"action": "store_const", "const": True, "help": "500 bodies name the exception"}),
 ]
+# API_WORKERS > 1: uvicorn starts each worker from an import string, so the settings travel in this variable.
+WORKER_SETTINGS_ENV = "MINISTUDIO_SERVE_SETTINGS"
 
 
 def parse(argv: list[str] | None = None) -> ServeSettings:
@@ -50,6 +60,15 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
     return ServeSettings(**given)
 
 
+def worker_app() -> Any:
+    """The app of one of API_WORKERS processes, from the settings main() resolved (flags included)."""
+    from ministudio_serve.app import create_app
+
+    settings = ServeSettings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = parse(argv)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -57,7 +76,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from ministudio_serve.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower()}
+    if settings.api_workers > 1:
+        os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("ministudio_serve.cli:worker_app", factory=True, workers=settings.api_workers, **options)
+        return
+    uvicorn.run(create_app(settings), **options)
 
 
 if __name__ == "__main__":

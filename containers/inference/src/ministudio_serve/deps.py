@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from ministudio_serve.errors import ApiError
 from ministudio_serve.services.adapters import AdapterService
 from ministudio_serve.services.generation import GenerationService
+from ministudio_serve.services.task_registry import TaskRegistry
 from ministudio_serve.state import ServerState
 
 
@@ -37,6 +38,12 @@ def get_adapters(state: StateDep) -> AdapterService:
     return state.adapters
 
 
+def get_tasks(state: StateDep) -> TaskRegistry:
+    if state.tasks is None:
+        raise ApiError(404, "task models are served by the llm profile", code="model_not_found")
+    return state.tasks
+
+
 def request_id(request: Request) -> str:
     return str(request.state.request_id)
 
@@ -44,3 +51,4 @@ def request_id(request: Request) -> str:
 GenerationDep = Annotated[GenerationService, Depends(get_generation)]
 AdaptersDep = Annotated[AdapterService, Depends(get_adapters)]
 RequestIdDep = Annotated[str, Depends(request_id)]
+TasksDep = Annotated[TaskRegistry, Depends(get_tasks)]

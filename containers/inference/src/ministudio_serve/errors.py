@@ -125,7 +125,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param, details = _validation_message(exc)
-        return error_response(request.url.path, 400, message, request_id_of(request), None, param, details)
+        # Seed 002's `details` is an object: the per-field list goes under `errors`.
+        return error_response(request.url.path, 400, message, request_id_of(request), None, param, {"errors": details})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -134,6 +135,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
+        server = getattr(request.app.state, "server", None)
+        # Seed 002's DEBUG=true: "detailed error information": the exception's type and message, never a traceback.
+        debug = (
+            {"exception": type(exc).__name__, "detail": str(exc)[:1000]} if server and server.settings.debug else None
+        )
         return error_response(
-            request.url.path, 500, "The server had an error processing the request.", request_id_of(request)
+            request.url.path,
+            500,
+            "The server had an error processing the request.",
+            request_id_of(request),
+            details=debug,
         )

@@ -86,6 +86,33 @@ class Metrics:
         )
         self.model_loaded = Gauge("model_loaded", "1 once the model is loaded.", registry=r)
         self.model_load_seconds = Gauge("model_load_seconds", "Time the model took to load.", registry=r)
+        # Any cache a server answers from (seed 004's prediction cache, a response cache): the dashboards' hit rate.
+        self.cache_requests = Counter(
+            "ministudio_cache_requests",
+            "Cache lookups by cache and result (hit or miss).",
+            ["cache", "result"],
+            registry=r,
+        )
+        # Seed 003's per-model figures: request count, failures, latency and load time by task model and version.
+        self.task_requests = Counter(
+            "ministudio_task_requests",
+            "Task-model requests by model, version and outcome.",
+            ["model", "version", "status"],
+            registry=r,
+        )
+        self.task_latency = Histogram(
+            "ministudio_task_latency_seconds",
+            "Task-model request latency.",
+            ["model", "version"],
+            registry=r,
+            buckets=_LATENCY,
+        )
+        self.task_load_seconds = Gauge(
+            "ministudio_task_model_load_seconds", "Time each task model took to load.", ["model", "version"], registry=r
+        )
+        self.task_loaded = Gauge(
+            "ministudio_task_model_loaded", "1 while a task model is loaded.", ["model", "version"], registry=r
+        )
         self._rate: float | None = None
 
     def watch(self, stats: Callable[[], EngineStats | None], adapters: Callable[[], int]) -> None:
@@ -102,6 +129,20 @@ class Metrics:
             rate = completion / total
             self._rate = rate if self._rate is None else 0.9 * self._rate + 0.1 * rate
             self.tokens_per_second.set(self._rate)
+
+    def cache_lookup(self, cache: str, hit: bool) -> None:
+        self.cache_requests.labels(cache, "hit" if hit else "miss").inc()
+
+    def task_request(self, model: str, version: str, seconds: float, ok: bool) -> None:
+        self.task_requests.labels(model, version, "success" if ok else "failure").inc()
+        self.task_latency.labels(model, version).observe(seconds)
+
+    def watch_task_model(
+        self, model: str, version: str, loaded: Callable[[], bool], seconds: Callable[[], float | None]
+    ) -> None:
+        """Read at scrape time: a model loads (or unloads) without telling the metrics."""
+        self.task_loaded.labels(model, version).set_function(lambda: float(loaded()))
+        self.task_load_seconds.labels(model, version).set_function(lambda: seconds() or 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

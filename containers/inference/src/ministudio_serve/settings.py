@@ -1,7 +1,8 @@
 """The server's one settings object: every option comes from the CLI, else the environment, else a default.
 
-Environment names follow the seeds (002: API_KEY, API_HOST, API_PORT, LOG_LEVEL; 003: MAX_BATCH_SIZE,
-BATCH_TIMEOUT_MS). The generic `PORT` is never read: a child process of `make run` must not inherit its parent's.
+Environment names follow the seeds (002: API_KEY, API_HOST, API_PORT, API_WORKERS, LOG_LEVEL, DEBUG, MODEL_NAME,
+MLFLOW_TRACKING_URI; 003: MAX_BATCH_SIZE, BATCH_TIMEOUT_MS, DEFAULT_MODEL). The generic `PORT` is never read: a child
+process of `make run` must not inherit its parent's.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+REGISTRY_DEFAULT_MODEL = "custom-llm"  # seed 002's MODEL_NAME default
 
 
 def _env(*names: str) -> AliasChoices:
@@ -58,10 +60,56 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("max_body_bytes", "MAX_BODY_BYTES"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("cors_origins", "CORS_ORIGINS"))
 
+    # Seed 003's task models. "builtin" is the offline default (summarizer and generator on the LLM above, VADER
+    # sentiment, the packaged all-MiniLM-L6-v2); a local directory or hub id (facebook/bart-large-cnn,
+    # cardiffnlp/twitter-roberta-base-sentiment-latest, gpt2: the seed's) loads that model with transformers.
+    default_task_model: str = Field("summarizer", validation_alias=_env("default_task_model", "DEFAULT_MODEL"))
+    summarizer_model: str = Field("builtin", validation_alias=_env("summarizer_model", "SUMMARIZER_MODEL"))
+    sentiment_model: str = Field("builtin", validation_alias=_env("sentiment_model", "SENTIMENT_MODEL"))
+    generator_model: str = Field("builtin", validation_alias=_env("generator_model", "GENERATOR_MODEL"))
+    embedding_model: str = Field("builtin", validation_alias=_env("embedding_model", "EMBEDDING_MODEL"))
+    # False: each task model loads on its first request instead of at startup (tests that never use them).
+    preload_task_models: bool = Field(True, validation_alias=_env("preload_task_models", "PRELOAD_TASK_MODELS"))
+
+    # Seed 004's classical models (profile `tabular`): where versions live (s3://bucket[/prefix] or a directory;
+    # unset: the artifacts bucket when one is named, else a directory under the user's cache), and the prediction
+    # cache (no REDIS_URL: no cache).
+    tabular_store: str | None = Field(None, validation_alias=_env("tabular_store", "TABULAR_STORE"))
+    bucket: str | None = Field(None, validation_alias=_env("bucket", "ARTIFACTS_BUCKET_NAME", "AWS_BUCKET_NAME"))
+    redis_url: str | None = Field(None, validation_alias=_env("redis_url", "REDIS_URL"))
+    prediction_cache_ttl_s: int = Field(
+        3600, ge=0, validation_alias=_env("prediction_cache_ttl_s", "PREDICTION_CACHE_TTL_S")
+    )
+
+    @property
+    def tabular_store_location(self) -> str:
+        if self.tabular_store:
+            return self.tabular_store
+        if self.bucket:
+            return f"s3://{self.bucket}"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return str(cache / "ministudio" / f"serve-{self.port}" / "tabular")
+
+    # Seed 002's model registry (registry.py): with a tracking URI, MODEL_NAME (or --model) names a registered model,
+    # `custom-llm` unless given, served as its base model plus its LoRA adapter; the version is picked by alias when
+    # one is set, else by stage (`latest`: the newest version). Without it, the catalogue serves as before.
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=_env("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"))
+    model_stage: str = Field("Production", validation_alias=_env("model_stage", "MODEL_STAGE"))
+    model_alias: str | None = Field(None, validation_alias=_env("model_alias", "MODEL_ALIAS"))
+    # Seed 002's API_WORKERS (each worker process loads its own model) and DEBUG (500 bodies name the exception).
+    api_workers: int = Field(1, ge=1, le=64, validation_alias=_env("api_workers", "API_WORKERS"))
+    debug: bool = Field(False, validation_alias=_env("debug", "DEBUG"))
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="after")
+    def _registry_model_name(self) -> ServeSettings:
+        if self.mlflow_tracking_uri and "model" not in self.model_fields_set:
+            self.model = REGISTRY_DEFAULT_MODEL
+        return self
 
     @property
     def request_log_path(self) -> Path:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 from ministudio_serve.engines.base import Engine
 from ministudio_serve.metrics import Metrics
+from ministudio_serve.registry import RegisteredModel
 from ministudio_serve.services.adapters import AdapterService
 from ministudio_serve.services.generation import GenerationService
 from ministudio_serve.services.request_log import RequestLog
+from ministudio_serve.services.task_registry import TaskRegistry
 from ministudio_serve.settings import ServeSettings
 
 
@@ -24,6 +26,8 @@ class ServerState:
     generation: GenerationService | None = None
     load_error: str | None = None
     load_seconds: float | None = None
+    tasks: TaskRegistry | None = None  # seed 003's task models and the embedder (profile llm)
+    registered: RegisteredModel | None = None  # seed 002's MLflow model, when MLFLOW_TRACKING_URI is set
 
     @property
     def ready(self) -> bool:
@@ -32,19 +36,30 @@ class ServerState:
     def base_names(self, extra: set[str] | None = None) -> set[str]:
         return {self.settings.model, self.settings.model_name, *(extra or set())}
 
-    def attach(self, engine: Engine, model_dir: str | None = None) -> None:
-        """The engine is up: build the services that use it and report the model as loaded."""
+    def _adapter_service(self, engine: Engine, names: set[str]) -> AdapterService:
         s = self.settings
-        names = self.base_names({model_dir} if model_dir else None)
-        self.adapters = AdapterService(
+        return AdapterService(
             engine,
-            names,
+            self.base_names(names),
             s.max_loras,
             s.max_lora_rank,
             s.adapter_source,
             s.adapter_cache,
             keep_weights=s.engine == "transformers",
         )
+
+    async def attach_registered(self, engine: Engine, model_dir: str, registered: RegisteredModel) -> None:
+        """Like attach, for a registry's model: its names mean base + its adapter before any request can see them."""
+        self.registered = registered
+        self.settings = self.settings.model_copy(update={"model_version": registered.version})
+        adapters = self._adapter_service(engine, {model_dir, registered.base_model})
+        await adapters.serve_as({self.settings.model, self.settings.model_name}, str(registered.adapter_dir))
+        self.attach(engine, adapters=adapters)
+
+    def attach(self, engine: Engine, model_dir: str | None = None, adapters: AdapterService | None = None) -> None:
+        """The engine is up: build the services that use it and report the model as loaded."""
+        s = self.settings
+        self.adapters = adapters or self._adapter_service(engine, {model_dir} if model_dir else set())
         context = s.max_model_len or engine.context_length
         self.generation = GenerationService(
             engine, self.adapters, self.metrics, self.request_log, s.model_name, s.default_max_tokens, context

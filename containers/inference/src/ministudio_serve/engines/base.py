@@ -38,6 +38,7 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # vLLM's option: run to max_tokens (benchmarks use it for equal-length rows)
+    min_tokens: int = 0  # vLLM's option: EOS cannot end the text before this many tokens (seed 003's min_length)
 
 
 @dataclass

@@ -9,10 +9,11 @@ from ministudio_serve.engines.base import Engine
 from ministudio_serve.settings import ServeSettings
 
 
-def build_engine(settings: ServeSettings) -> tuple[Engine, Path]:
+def build_engine(settings: ServeSettings, base_model: str | None = None) -> tuple[Engine, Path]:
+    """base_model: what to load instead of settings.model (a registry's model names its base: registry.py)."""
     from ministudio_common import loader
 
-    model_dir = loader.resolve(settings.model)
+    model_dir = loader.resolve(base_model or settings.model)
     if settings.engine == "vllm":
         from ministudio_serve.engines.vllm_engine import VLLMEngine
 

@@ -48,8 +48,9 @@ def _sample(scores: torch.Tensor, sampling: Sampling, generator: torch.Generator
     if float(probs.sum()) < sampling.top_p:
         top, order = scores.sort(descending=True)
         probs = (top - log_total).exp()
-    # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token).
-    keep = int(((probs.cumsum(-1) - probs) < sampling.top_p).sum())
+    # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token: top_p=0, which
+    # seed 002's range allows, selects no prefix at all).
+    keep = max(1, int(((probs.cumsum(-1) - probs) < sampling.top_p).sum()))
     return _draw(probs[:keep], order[:keep], generator)
 
 

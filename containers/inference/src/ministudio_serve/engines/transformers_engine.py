@@ -285,6 +285,10 @@ class TransformersEngine(Engine):
         return out.logits[:, -1, :]
 
     def _accept(self, rows: list[_Row], logits: torch.Tensor) -> None:
+        early = [i for i, row in enumerate(rows) if row.generated < row.request.sampling.min_tokens]
+        if early and self._eos:  # rows still short of min_tokens cannot choose EOS yet
+            at = torch.tensor(early, device=logits.device).unsqueeze(1)
+            logits[at, torch.tensor(sorted(self._eos), device=logits.device)] = float("-inf")
         tokens = choose(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
         for row, token in zip(rows, tokens, strict=True):
             if not row.done:

@@ -138,6 +138,7 @@ class VLLMEngine(Engine):
             seed=s.seed,
             stop=list(s.stop),
             ignore_eos=s.ignore_eos,
+            min_tokens=s.min_tokens,
         )
         lora = self._lora(request.adapter) if request.adapter is not None else None
         prompt = {"prompt_token_ids": request.prompt_ids}

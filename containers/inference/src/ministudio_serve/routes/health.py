@@ -78,6 +78,8 @@ async def info(state: StateDep) -> dict[str, Any]:
         "adapters": state.adapters.names() if state.adapters else [],
         "load_seconds": state.load_seconds,
         "profile": s.profile,
+        # Seed 002's "model metadata from MLflow": name, version, stage, aliases, run id and its metrics.
+        "registry": state.registered.info() if state.registered else None,
     }
 
 

@@ -45,14 +45,16 @@ class BatchInferenceResponse(BaseModel):
 
 class InferRequest(BaseModel):
     text: str = Field(min_length=1)
-    model: str = "generator"
-    version: str = "v1"
+    model: str | None = Field(
+        None, description="summarizer, sentiment, generator or an adapter; DEFAULT_MODEL if unset"
+    )
+    version: str | None = Field(None, description="v1; the model's latest when unset")
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class InferResponse(BaseModel):
     success: bool
-    result: str
+    result: str | list[str] | dict[str, Any]  # text; texts (num_return_sequences > 1); sentiment's label and scores
     model_used: str
     latency_ms: float
     request_id: str

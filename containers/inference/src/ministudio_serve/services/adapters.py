@@ -63,6 +63,9 @@ class AdapterService:
         self._known: dict[str, str] = {}  # every adapter ever loaded -> its source, for reloads after eviction
         self._locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
+        # A registry's model (registry.py): these names mean the base plus this adapter, which the LRU never evicts.
+        self.served: AdapterHandle | None = None
+        self.served_names: set[str] = set()
 
     def names(self) -> list[str]:
         return list(self._loaded)
@@ -93,8 +96,19 @@ class AdapterService:
         if handle is not None:
             await self.engine.remove_adapter(handle)
 
+    async def serve_as(self, names: set[str], path: str) -> AdapterHandle:
+        """Serve `names` as the base model plus the adapter at path: how a registered LoRA model is served."""
+        label = sorted(names)[0]
+        handle = await self._validated(label, path)
+        await self.engine.add_adapter(handle)
+        self.served, self.served_names = handle, set(names)
+        log.info("serving %s as the base model plus the adapter at %s (r=%d)", label, path, handle.rank)
+        return handle
+
     async def resolve(self, model: str) -> AdapterHandle | None:
         """None for the base model; the adapter's handle otherwise, loading it first when needed."""
+        if model in self.served_names:
+            return self.served
         if model in self.base_names:
             return None
         handle = self._loaded.get(model)
@@ -129,18 +143,21 @@ class AdapterService:
         except (KeyError, IndexError, ValueError):  # the template needs fields this id does not have
             raise ModelNotFound(model) from None
 
-    async def _load(self, name: str, path: str) -> AdapterHandle:
+    async def _validated(self, name: str, path: str) -> AdapterHandle:
         local = await asyncio.to_thread(self._fetch, path)
         weights = await asyncio.to_thread(
             read_adapter, local, self.engine.lora_targets(), self.base_names, self.max_rank, self.keep_weights
         )
-        handle = AdapterHandle(
+        return AdapterHandle(
             name=name,
             uid=next(self._ids),
             path=str(local),
             rank=weights.rank,
             weights=weights if self.keep_weights else None,
         )
+
+    async def _load(self, name: str, path: str) -> AdapterHandle:
+        handle = await self._validated(name, path)
         await self.engine.add_adapter(handle)
         self._loaded[name] = handle
         self._known[name] = path
@@ -148,7 +165,7 @@ class AdapterService:
             old_name, old = self._loaded.popitem(last=False)
             log.info("evicting adapter %s (least recently used)", old_name)
             await self.engine.remove_adapter(old)
-        log.info("loaded adapter %s from %s (r=%d)", name, path, weights.rank)
+        log.info("loaded adapter %s from %s (r=%d)", name, path, handle.rank)
         return handle
 
     def _fetch(self, path: str) -> Path:

@@ -91,6 +91,7 @@ class GenerationService:
         seed: int | None = None,
         stop: tuple[str, ...] = (),
         user: str | None = None,
+        min_tokens: int = 0,
     ) -> Job:
         if not prompt_ids:
             raise ApiError(400, "the prompt is empty", param="prompt")
@@ -112,6 +113,7 @@ class GenerationService:
             top_p=top_p,
             seed=seed,
             stop=stop,
+            min_tokens=min_tokens,
         )
         return Job(request_id or uuid.uuid4().hex, route, model, adapter, prompt_ids, sampling, user)
 

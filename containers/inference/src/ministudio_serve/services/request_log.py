@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS requests (
     timestamp TEXT NOT NULL
 )
 """
+# Columns added after the first release (tabular predictions: the tenant, the input and the output as JSON); an
+# existing file gains them on open.
+_ADDED_COLUMNS = {"tenant": "TEXT", "input_data": "TEXT", "output": "TEXT"}
 
 
 @dataclass
@@ -40,6 +43,9 @@ class LogEntry:
     finish_reason: str | None = None
     user: str | None = None
     timestamp: str = ""
+    tenant: str | None = None
+    input_data: str | None = None
+    output: str | None = None
 
 
 class RequestLog:
@@ -56,6 +62,11 @@ class RequestLog:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            present = {row["name"] for row in self._db.execute("PRAGMA table_info(requests)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS requests_by_tenant ON requests (tenant, id)")
             self._db.commit()
 
     def add(self, entry: LogEntry) -> None:
@@ -67,9 +78,12 @@ class RequestLog:
             self._db.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", row)  # noqa: S608 (fixed names)
             self._db.commit()
 
-    def recent(self, limit: int) -> list[dict[str, Any]]:
+    def recent(self, limit: int, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The latest entries, newest first; with `tenant`, only that tenant's."""
+        where, args = ("WHERE tenant = ? ", (tenant, limit)) if tenant is not None else ("", (limit,))
+        query = f"SELECT * FROM requests {where}ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed text)
         with self._lock:
-            rows = self._db.execute("SELECT * FROM requests ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(query, args).fetchall()
         return [dict(row) for row in rows]
 
     def close(self) -> None:
