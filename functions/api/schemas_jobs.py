@@ -22,7 +22,7 @@ class SupervisedHyperparameters(BaseModel):
 
 
 class Supervised(BaseModel):
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = {}  # copied per instance; default_factory=dict costs import time (inspect)
 
 
 class Method(BaseModel):
@@ -63,7 +63,7 @@ class JobOut(BaseModel):
     trained_tokens: int | None
     training_file: str
     validation_file: str | None
-    integrations: list[dict[str, Any]] = Field(default_factory=list)
+    integrations: list[dict[str, Any]] = []
     seed: int
     estimated_finish: int | None
     method: dict[str, Any]

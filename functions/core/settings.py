@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     ray_request_timeout_seconds: float = 10.0
     ray_entrypoint_num_cpus: float = 1.0  # reserved for the trainer process on the Ray cluster
     ray_entrypoint_num_gpus: float = 0.0
-    ray_runtime_env: dict[str, Any] = Field(default_factory=dict)  # merged into each job's runtime_env (JSON)
+    ray_runtime_env: dict[str, Any] = {}  # merged into each job's runtime_env (JSON)
     ray_env_passthrough: list[str] = Field(
         default_factory=lambda: ["MINISTUDIO_PROGRESS_INTERVAL"],
         description="Variables copied from this process into each Ray job (JSON list). AWS region and endpoint come "

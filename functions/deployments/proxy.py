@@ -1,6 +1,6 @@
 """Forward an inference request to a routed deployment and log what it cost (tenant, model, tokens, latency, status).
 
-HTTP deployments (local, EKS) get the request with the server key; SageMaker deployments go through
+HTTP deployments (local, EKS) get the request with the server key (over aiohttp); SageMaker deployments go through
 `invoke_endpoint[_with_response_stream]`. The forwarded body's `model` is always the routed one, so a caller can
 never reach another tenant's adapter on a shared server by naming it. Streams pass through chunk by chunk; the
 server is always asked for a final usage chunk (for the log), which reaches the caller only if it asked for one.
@@ -27,10 +27,10 @@ from functions.core.settings import Settings
 from functions.deployments.routing import Route
 from functions.store.mongo import Store
 
-if TYPE_CHECKING:  # httpx pulls in its CLI (rich, click) when they are installed: ~150 ms of cold start
-    import httpx
+if TYPE_CHECKING:  # imported on first use: the API's cold start does not pay for it
+    import aiohttp
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
 
 
 class UpstreamError(DomainError):
@@ -87,15 +87,17 @@ class Call:
             self.completion_tokens = int(body.get("tokens_generated") or 0)
 
 
-def client() -> httpx.AsyncClient:
-    """One pooled client per event loop (uvicorn has one; a Lambda container keeps Mangum's)."""
-    import httpx
+def session() -> aiohttp.ClientSession:
+    """One pooled session per event loop (uvicorn has one; a Lambda container keeps Mangum's). aiohttp, not httpx:
+    its client costs a fraction of httpx's CPU per request, which is most of what the proxy adds
+    (bench/proxy_overhead.py)."""
+    import aiohttp
 
     loop = asyncio.get_running_loop()
-    found = _clients.get(loop)
-    if found is None:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        found = _clients[loop] = httpx.AsyncClient(limits=limits)
+    found = _sessions.get(loop)
+    if found is None or found.closed:
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
+        found = _sessions[loop] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
     return found
 
 
@@ -104,13 +106,13 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) if call.stream else True
     if call.stream:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    import httpx
-
     payload = json.dumps(body).encode()
     if call.route.kind == "sagemaker":
         from functions.deployments import proxy_sagemaker
 
         return await proxy_sagemaker.forward(call, payload, wants_usage, store, settings)
+    import aiohttp
+
     headers = {
         "Content-Type": "application/json",
         "X-Request-ID": call.request_id or "",
@@ -119,43 +121,43 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
     }
     if settings.inference_api_key is not None:
         headers["Authorization"] = f"Bearer {settings.inference_api_key.get_secret_value()}"
-    request = client().build_request(
-        "POST", f"{call.route.url}{call.path}", content=payload, headers=headers, timeout=settings.proxy_timeout_seconds
-    )
+    timeout = aiohttp.ClientTimeout(total=settings.proxy_timeout_seconds)
     try:
-        upstream = await client().send(request, stream=call.stream)
-    except httpx.HTTPError as exc:
+        upstream = await session().post(f"{call.route.url}{call.path}", data=payload, headers=headers, timeout=timeout)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         call.record(store, 502, f"{type(exc).__name__}: {exc}")
         raise UpstreamError(f"deployment {call.route.deployment_id} did not answer: {type(exc).__name__}") from exc
-    if not call.stream or upstream.status_code >= 400:
-        content = await upstream.aread() if call.stream else upstream.content
-        await upstream.aclose()
+    if not call.stream or upstream.status >= 400:
+        try:
+            content = await upstream.read()
+        finally:
+            upstream.release()
         call.take_usage_from(content)
-        error = None if upstream.status_code < 400 else content[:500].decode(errors="replace")
-        call.record(store, upstream.status_code, error)
+        error = None if upstream.status < 400 else content[:500].decode(errors="replace")
+        call.record(store, upstream.status, error)
         media = upstream.headers.get("content-type", "application/json")
-        return Response(content, status_code=upstream.status_code, media_type=media)
+        return Response(content, status_code=upstream.status, media_type=media)
     return StreamingResponse(
         _relay(call, upstream, wants_usage, store),
-        status_code=upstream.status_code,
+        status_code=upstream.status,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _relay(call: Call, upstream: httpx.Response, wants_usage: bool, store: Store) -> AsyncIterator[bytes]:
-    import httpx
+async def _relay(call: Call, upstream: aiohttp.ClientResponse, wants_usage: bool, store: Store) -> AsyncIterator[bytes]:
+    import aiohttp
 
-    status, error = upstream.status_code, None
+    status, error = upstream.status, None
     try:
-        async for event in sse_events(upstream.aiter_bytes()):
+        async for event in sse_events(upstream.content.iter_any()):
             if not keep_event(call, event, wants_usage):
                 continue
             yield event
-    except httpx.HTTPError as exc:  # the server died mid-stream: the caller sees the stream end early
+    except (aiohttp.ClientError, TimeoutError) as exc:  # the server died mid-stream: the stream ends early
         status, error = 502, f"stream broken: {type(exc).__name__}: {exc}"
     finally:
-        await upstream.aclose()
+        upstream.release()
         call.record(store, status, error)
 
 
