@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -142,10 +141,7 @@ class LocalBackend:
         return self.runs_dir / name
 
     def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads((self._dir(name) / "state.json").read_text()))
-        except FileNotFoundError:
-            return None
+        return subprocs.read_json(self._dir(name) / "state.json")
 
     def _names(self) -> list[str]:
         return [p.name for p in self.runs_dir.iterdir() if (p / "state.json").is_file()]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -148,10 +147,7 @@ class LocalServingBackend:
         return self.dir / name
 
     def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads((self._folder(name) / "state.json").read_text()))
-        except FileNotFoundError:
-            return None
+        return subprocs.read_json(self._folder(name) / "state.json")
 
     def _alive(self, state: dict[str, Any]) -> bool:
         pid, key = state.get("pid"), state.get("pid_key")

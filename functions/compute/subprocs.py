@@ -77,3 +77,11 @@ def tail(path: Path, lines: int) -> str:
     except FileNotFoundError:
         return ""
     return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace") if lines > 0 else ""
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A state file written by write_json, or None when there is none."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
