@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -53,7 +53,15 @@ def _build() -> FastAPI:
         usage,
     )
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        from functions.deployments.proxy import close_sessions
+
+        await close_sessions()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Mini Studio",
         version="0.1.0",
         description="Fine-tune and serve open-weight LLMs: seed routes with `{ok: ...}` envelopes and an "

@@ -23,10 +23,12 @@ class DeploymentCreate(BaseModel):
 
 
 class DeploymentScale(BaseModel):
+    """Either bound may be left out: it keeps its current value."""
+
     model_config = ConfigDict(extra="forbid")
 
-    min_replicas: int
-    max_replicas: int
+    min_replicas: int | None = None
+    max_replicas: int | None = None
 
 
 class DeploymentError(BaseModel):

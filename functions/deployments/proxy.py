@@ -101,6 +101,13 @@ def session() -> aiohttp.ClientSession:
     return found
 
 
+async def close_sessions() -> None:
+    """Close this loop's upstream session (the app's shutdown; a Lambda container never shuts down)."""
+    found = _sessions.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()
+
+
 async def forward(call: Call, body: dict[str, Any], store: Store, settings: Settings) -> Response:
     body = {**body, "model": call.route.model}
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) if call.stream else True

@@ -20,7 +20,8 @@ def resolve_weights(store: Store, client_code: str, base_model: str, path: str) 
     model = _find(store, client_code, path)
     if model is None:
         raise NotFound(
-            f"no fine-tuned model of yours at {path!r}: give its ft: id, the job id, or its adapter's s3:// URI",
+            f"fine_tuned_weights_path {path!r} names no fine-tuned model of yours: give its ft: id, the job id, "
+            "or its adapter's s3:// URI (adapters live in S3, not on a volume)",
             param="fine_tuned_weights_path",
         )
     short = model.base_model.rsplit("/", 1)[-1]

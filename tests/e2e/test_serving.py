@@ -114,7 +114,7 @@ def test_deploy_chat_fine_tuned_adapters_usage_and_undeploy(
     tuned = _deploy(api, wait_for, model=tuned_id)
     assert tuned["status"] == "ready" and tuned["shared"] and tuned["name"] == base["name"], tuned
     tuned_answer = _ask(openai_client, tuned_id, max_tokens=16)
-    assert tuned_answer != base_answer and "Quellmont" in tuned_answer, (base_answer, tuned_answer)
+    assert tuned_answer != base_answer and "Zorbia" in tuned_answer, (base_answer, tuned_answer)
 
     # Seed 001's routes reach the same server: /inference/infer/{model} forwards to its /predict.
     infer = api.post(

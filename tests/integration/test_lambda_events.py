@@ -75,4 +75,12 @@ def test_reconcile_handler_runs_on_the_schedule_event(env: Any) -> None:
     from functions.workers import reconcile
 
     report = reconcile.handler(event("eventbridge_reconcile_schedule.json"), new_context("reconcile", 240))
-    assert set(report) == {"resent", "promoted", "finished", "failed", "timed_out"}
+    assert set(report) == {
+        "resent",
+        "promoted",
+        "finished",
+        "failed",
+        "timed_out",
+        "deploys_resent",
+        "deployments_changed",
+    }

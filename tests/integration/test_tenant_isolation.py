@@ -42,9 +42,12 @@ def _acme_records(client: TestClient, acme: Headers, ingest: Callable[[], int]) 
         headers=acme,
         json={"filename": "a.jsonl", "purpose": "fine-tune", "bytes": 10, "mime_type": "application/jsonl"},
     ).json()["id"]
+    deployment_id = client.post("/v1/deployments", headers=acme, json={"model": BASE}).json()["id"]
     return {
         "file_id": file_id,
         "upload_id": upload_id,
+        "deployment_id": deployment_id,
+        "model_name": BASE,
         "client_code": "acme",
         "fine_tuning_job_id": job_id,
         "job_id": job_id,
@@ -91,6 +94,8 @@ def test_every_route_but_the_open_ones_needs_a_key(client: TestClient, make_tena
         "fine_tuning_job_id": "ftjob-x",
         "job_id": "ftjob-x",
         "model": "ft:x",
+        "deployment_id": "dep-x",
+        "model_name": "m",
     }
     for method, path in _routes(client):
         if path in OPEN:

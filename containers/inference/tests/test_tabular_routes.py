@@ -51,7 +51,11 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def client(s3: Any, tmp_path: Path) -> Iterator[TestClient]:
     settings = ServeSettings(
-        profile="tabular", tabular_store=f"s3://{BUCKET}/{PREFIX}", request_log=tmp_path / "log.sqlite", api_key=KEY
+        profile="tabular",
+        tabular_store=f"s3://{BUCKET}/{PREFIX}",
+        request_log=tmp_path / "log.sqlite",
+        api_key=KEY,
+        redis_url=None,  # not whatever REDIS_URL another test left in the environment: this client has no cache
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client

@@ -80,7 +80,9 @@ def scale_deployment(
     settings: SettingsDep,
 ) -> DeploymentOut:
     deployment = service.get(store, tenant.client_code, deployment_id)
-    sizing = service.Sizing(deployment.gpu_count, body.min_replicas, body.max_replicas).check()
+    low = deployment.min_replicas if body.min_replicas is None else body.min_replicas
+    high = deployment.max_replicas if body.max_replicas is None else body.max_replicas
+    sizing = service.Sizing(deployment.gpu_count, low, high, deployment.prometheus_threshold).check()
     if not deployment.dedicated:
         raise Conflict("this adapter rides on a shared server; deploy it with `dedicated: true` to scale it")
     if deployment.status not in (DeploymentStatus.deploying, DeploymentStatus.ready):
