@@ -107,11 +107,13 @@ class LocalServingBackend:
         state = self._read(name)
         if state is None:
             raise LookupError(f"no local deployment {name}")
+        if adapter.model_id in state.get("adapters", ()):
+            return self.status(name)  # idempotent: a redelivery or a racing refresh attaches nothing twice
         body = {"lora_name": adapter.model_id, "lora_path": adapter.artifact_uri}
         response = self._post(state["port"], "/v1/load_lora_adapter", body)
         if response.status_code >= 500:  # the server's fault, not the adapter's: the message is retried
             raise RuntimeError(f"loading {adapter.model_id} failed on {name}: {_error_message(response)}")
-        if response.status_code >= 400:
+        if response.status_code >= 400 and "already been loaded" not in response.text:
             raise ValueError(_error_message(response))
         return self._set_adapters(name, lambda names: [*dict.fromkeys([*names, adapter.model_id])])
 

@@ -94,7 +94,8 @@ def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Setti
         ValueError,
         LookupError,
     ) as exc:  # a broken or mismatched adapter: this deployment fails, the host serves on
-        _fail(store, cache, deployment, "invalid_adapter", str(exc))
+        # Only a deployment still being attached fails: a racing attach that lost must not demote a ready one.
+        _fail(store, cache, deployment, "invalid_adapter", str(exc), expected=[D.deploying.value])
         return
     own = backend.adapter_endpoint(host.name, deployment.model)
     apply(store, backend, cache, settings, deployment, replace(status, endpoint=own or status.endpoint))
@@ -211,10 +212,20 @@ def _deleted(store: Store, cache: Cache, deployment: Deployment) -> Deployment |
 
 
 def _fail(
-    store: Store, cache: Cache, deployment: Deployment, code: str, message: str, **fields: Any
+    store: Store,
+    cache: Cache,
+    deployment: Deployment,
+    code: str,
+    message: str,
+    expected: list[str] | None = None,
+    **fields: Any,
 ) -> Deployment | None:
     failed = store.deployments.transition(
-        deployment.id, [*MOVING, D.ready.value], D.failed.value, error={"code": code, "message": message}, **fields
+        deployment.id,
+        expected or [*MOVING, D.ready.value],
+        D.failed.value,
+        error={"code": code, "message": message},
+        **fields,
     )
     invalidate_route(cache, deployment.client_code, deployment.model)
     if failed is not None:

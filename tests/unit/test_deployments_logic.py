@@ -260,3 +260,19 @@ def test_stream_relay_hides_the_usage_chunk_unless_asked_and_counts_tokens() -> 
     )
     shown, _ = asyncio.run(relay(True))
     assert len(shown) == 3 and b'"usage"' in shown[1]
+
+
+def test_a_racing_attach_that_loses_does_not_fail_a_ready_adapter(world: Any) -> None:
+    store, backend, sent, cache, settings = world
+    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
+    _deliver(world)
+    backend.servers[host.name] = EndpointState.ready
+    dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+    model = f"ft:{BASE}:acme:s:ftjob-acme"
+    rider = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    stale = store.deployments.transition(rider.id, ["pending"], "deploying")  # what a reader saw mid-attach
+    _deliver(world)
+    assert store.deployments.get(rider.id).status == "ready"
+    backend.reject.add(model)  # the server refuses a second load of the same adapter
+    dispatch.refresh(store, backend, cache, settings, stale)
+    assert store.deployments.get(rider.id).status == "ready"
