@@ -126,7 +126,11 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     )
     errors.install(app)
     app.add_middleware(
-        Gatekeeper, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes, metrics=state.metrics
+        Gatekeeper,
+        api_key=settings.api_key,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=state.metrics,
+        trusted_hosts=settings.trusted_hosts,
     )
     if settings.cors_origins:
         # Added last so it is outermost: preflight requests are answered before the key check.

@@ -1,4 +1,4 @@
-"""`ministudio-serve`: flags override the environment, which overrides defaults (settings.py)."""
+"""`ministudio-serve`: flags override the environment, then serving_config.yaml, then defaults (settings.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import sys
 from typing import Any
 
-from ministudio_serve.settings import ServeSettings
+from ministudio_serve.settings import ServeSettings, ServingConfigError
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--model", {"help": "catalogue name, model dir, .gguf, s3:// prefix or hub id"}),
     ("--served-model-name", {}),
@@ -44,6 +45,9 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--model-alias", {"help": "registry alias to serve (wins over --model-stage)"}),
     ("--api-workers", {"type": int, "help": "worker processes, each with its own model (default 1)"}),
     ("--debug", {"action": "store_const", "const": True, "help": "500 bodies name the exception"}),
+    ("--config", {"dest": "serving_config", "help": "seed 002's serving_config.yaml (flags and env win over it)"}),
+    ("--trusted-hosts", {"nargs": "*", "help": "Host header patterns to answer (default *: any)"}),
+    ("--log-file", {"help": "also write the logs to this file (seed 002's api.log)"}),
 ]
 # API_WORKERS > 1: uvicorn starts each worker from an import string, so the settings travel in this variable.
 WORKER_SETTINGS_ENV = "MINISTUDIO_SERVE_SETTINGS"
@@ -57,7 +61,20 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
     if args[:1] == ["serve"]:  # SageMaker runs `docker run IMAGE serve`
         args = args[1:]
     given = {k: v for k, v in vars(parser.parse_args(args)).items() if v is not None}
-    return ServeSettings(**given)
+    try:
+        return ServeSettings(**given)
+    except ServingConfigError as exc:
+        parser.error(str(exc))  # exits 2 with the message (which names the bad key)
+
+
+def configure_logging(settings: ServeSettings) -> None:
+    """Root logging at LOG_LEVEL to stderr and, with LOG_FILE, to that file too, in one format. uvicorn runs with
+    `log_config=None`, so its startup and access lines (`"GET /health HTTP/1.1" 200`) reach these handlers."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(settings.log_file, encoding="utf-8"))
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, handlers=handlers, force=True)
 
 
 def worker_app() -> Any:
@@ -65,18 +82,23 @@ def worker_app() -> Any:
     from ministudio_serve.app import create_app
 
     settings = ServeSettings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     return create_app(settings)
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = parse(argv)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     import uvicorn
 
     from ministudio_serve.app import create_app
 
-    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower()}
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # uvicorn's loggers propagate to the handlers above (stderr, LOG_FILE)
+    }
     if settings.api_workers > 1:
         os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("ministudio_serve.cli:worker_app", factory=True, workers=settings.api_workers, **options)

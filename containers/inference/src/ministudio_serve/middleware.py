@@ -1,4 +1,5 @@
-"""One ASGI middleware for what every request goes through: request id, server key, body limit, HTTP metrics.
+"""One ASGI middleware for what every request goes through: request id, trusted hosts, server key, body limit, HTTP
+metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware, so streamed responses pass through untouched.
 """
@@ -10,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,17 +37,46 @@ OPEN_PATHS = frozenset(
         "/docs/oauth2-redirect",
     }
 )
+# Seed 002's Trusted Hosts leaves the probes alone: kubelets send the pod's IP as Host, SageMaker its own address.
+PROBE_PATHS = frozenset({"/health", "/ready", "/ping"})
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # X-User-ID labels an end user inside the tenant for the request log: a label, never authority (DESIGN.md).
 current_user: ContextVar[str | None] = ContextVar("current_user", default=None)
 
 
+def host_of(header: str) -> str:
+    """The host name of a Host header, port and IPv6 brackets removed, lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def host_allowed(header: str, patterns: Sequence[str]) -> bool:
+    """Starlette's TrustedHostMiddleware rule: `*` allows any host, `*.example.com` its subdomains, else an exact
+    match."""
+    if "*" in patterns:
+        return True
+    host = host_of(header)
+    return bool(host) and any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
+
+
 class Gatekeeper:
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        max_body_bytes: int,
+        metrics: Metrics,
+        trusted_hosts: Sequence[str] = ("*",),
+    ) -> None:
         self.app = app
         self.api_key = api_key
         self.max_body = max_body_bytes
         self.metrics = metrics
+        # Checked here rather than by Starlette's TrustedHostMiddleware, whose 400 is plain text: this one answers in
+        # the error shape of the path (seed 002's, or OpenAI's on /v1) with the request id, before the key check.
+        self.trusted_hosts = tuple(trusted_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +100,12 @@ class Gatekeeper:
             await send(message)
 
         try:
+            host = headers.get("host", "")
+            if path not in PROBE_PATHS and not host_allowed(host, self.trusted_hosts):
+                await error_response(
+                    path, 400, f"Invalid host header {host[:255]!r}: not in TRUSTED_HOSTS.", rid, code="invalid_host"
+                )(scope, receive, send_with_id)
+                return
             needs_key = scope["method"] != "OPTIONS" and path not in OPEN_PATHS
             authorized = not needs_key or self._authorized(headers, scope.get("query_string", b""))
             # Seed 004 sends `api_key` with the request: a JSON body is read (within the limit) to look for it.

@@ -3,23 +3,98 @@
 Environment names follow the seeds (002: API_KEY, API_HOST, API_PORT, API_WORKERS, LOG_LEVEL, DEBUG, MODEL_NAME,
 MLFLOW_TRACKING_URI; 003: MAX_BATCH_SIZE, BATCH_TIMEOUT_MS, DEFAULT_MODEL). The generic `PORT` is never read: a child
 process of `make run` must not inherit its parent's.
+
+Seed 002's `serving_config.yaml` (SERVING_CONFIG, `--config`) sits between the environment and the defaults: CLI flags
+> environment > the YAML file > defaults. Its keys are the seed's (SERVING_CONFIG_KEYS); any other key is an error.
+
+CUDA_VISIBLE_DEVICES (seed 002's "GPU device ID") is not a setting: CUDA itself reads it when torch first touches the
+GPU, so the server uses only the devices it names (unset: all; `cuda`/`cuda:0` is the first one it names). /info
+reports them (devices.py).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 REGISTRY_DEFAULT_MODEL = "custom-llm"  # seed 002's MODEL_NAME default
 
 
+# Seed 002's serving_config.yaml: each of its keys and the setting it fills.
+SERVING_CONFIG_KEYS: dict[str, str] = {
+    "api.host": "host",
+    "api.port": "port",
+    "api.workers": "api_workers",
+    "model.max_tokens": "max_model_len",  # the context window in tokens (the seed's 2048-token prompts)
+    "model.default_max_length": "default_max_tokens",  # tokens generated when a request names no length
+    "model.batch_size": "max_batch_size",
+    "mlflow.tracking_uri": "mlflow_tracking_uri",
+    "mlflow.model_name": "model",
+    "mlflow.model_stage": "model_stage",
+}
+
+
+class ServingConfigError(ValueError):
+    """A serving config file that cannot be read, is not the seed's shape, or has a key the server does not know."""
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def read_serving_config(path: Path) -> dict[str, Any]:
+    """The settings a serving_config.yaml gives, by field name; a ServingConfigError names what is wrong."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ServingConfigError(f"cannot read the serving config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ServingConfigError(f"serving config {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ServingConfigError(f"serving config {path}: expected a mapping of sections (api, model, mlflow)")
+    known = ", ".join(SERVING_CONFIG_KEYS)
+    sections = {key.split(".")[0] for key in SERVING_CONFIG_KEYS}
+    values: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in sections:
+            raise ServingConfigError(f"serving config {path}: unknown key `{section}` (known keys: {known})")
+        if not isinstance(body, dict):
+            raise ServingConfigError(f"serving config {path}: `{section}` must be a mapping")
+        for key, value in body.items():
+            field = SERVING_CONFIG_KEYS.get(f"{section}.{key}")
+            if field is None:
+                raise ServingConfigError(f"serving config {path}: unknown key `{section}.{key}` (known keys: {known})")
+            values[field] = value
+    return values
+
+
+class _ServingConfigSource(PydanticBaseSettingsSource):
+    """serving_config.yaml, below the flags and the environment: a field either of them set is left alone."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        state = self.current_state  # what the flags (init kwargs) and the environment gave, under their aliases
+        path = state.get("serving_config") or state.get("SERVING_CONFIG")
+        if not path:
+            return {}
+        values = {}
+        for name, value in read_serving_config(Path(path)).items():
+            choices = getattr(self.settings_cls.model_fields[name].validation_alias, "choices", [name])
+            if not any(str(alias) in state for alias in choices):
+                values[name] = value
+        return values
 
 
 class ServeSettings(BaseSettings):
@@ -99,6 +174,37 @@ class ServeSettings(BaseSettings):
     # Seed 002's API_WORKERS (each worker process loads its own model) and DEBUG (500 bodies name the exception).
     api_workers: int = Field(1, ge=1, le=64, validation_alias=_env("api_workers", "API_WORKERS"))
     debug: bool = Field(False, validation_alias=_env("debug", "DEBUG"))
+
+    # Seed 002's serving_config.yaml (module docstring); unset: none is read.
+    serving_config: Path | None = Field(None, validation_alias=_env("serving_config", "SERVING_CONFIG"))
+    # Seed 002's Trusted Hosts: the Host header must match one of these (`*`: any; `*.example.com`: its subdomains),
+    # else 400. The probes (/health, /ready, /ping) answer whatever the Host: kubelets and SageMaker send the pod's IP.
+    trusted_hosts: list[str] = Field(
+        default_factory=lambda: ["*"], validation_alias=_env("trusted_hosts", "TRUSTED_HOSTS")
+    )
+    # Seed 002's `api.log`: unset, logs go to stderr only; set, to this file as well (same format).
+    log_file: Path | None = Field(None, validation_alias=_env("log_file", "LOG_FILE"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags (init kwargs) > environment > serving_config.yaml > defaults.
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, _ServingConfigSource(settings_cls)
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            rest = pattern[2:] if pattern.startswith("*.") else pattern
+            if not pattern or (pattern != "*" and "*" in rest):
+                raise ValueError(f"trusted host {pattern!r}: `*` is allowed alone or as a leading `*.` only")
+        return [pattern.lower() for pattern in value]
 
     @field_validator("log_level")
     @classmethod

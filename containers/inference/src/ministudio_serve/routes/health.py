@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from ministudio_serve.deps import StateDep
+from ministudio_serve.devices import visible_cuda_devices
 from ministudio_serve.state import ServerState
 
 router = APIRouter(tags=["health"])
@@ -71,6 +72,8 @@ async def info(state: StateDep) -> dict[str, Any]:
         "model_status": _model_status(state),
         "engine": s.engine,
         "device": engine.device if engine else None,
+        # CUDA_VISIBLE_DEVICES's devices, [{index, id, name}] (`cuda:index` is `id`); null without CUDA.
+        "cuda_devices": visible_cuda_devices(),
         "context_length": state.generation.context_length if state.generation else None,
         "max_batch_size": s.max_batch_size,
         "batch_timeout_ms": s.batch_timeout_ms,
