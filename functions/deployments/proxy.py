@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from functions.core import ids
@@ -141,9 +142,10 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
             upstream.release()
         call.take_usage_from(content)
         error = None if upstream.status < 400 else content[:500].decode(errors="replace")
-        call.record(store, upstream.status, error)
         media = upstream.headers.get("content-type", "application/json")
-        return Response(content, status_code=upstream.status, media_type=media)
+        # The usage log is written after the answer has gone: the caller never waits for MongoDB.
+        log_it = BackgroundTask(call.record, store, upstream.status, error)
+        return Response(content, status_code=upstream.status, media_type=media, background=log_it)
     return StreamingResponse(
         _relay(call, upstream, wants_usage, store),
         status_code=upstream.status,
