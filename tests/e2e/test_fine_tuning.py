@@ -21,7 +21,8 @@ from functions.core.settings import get_settings
 from functions.local.runtime import Platform
 from tests.e2e import zorbia
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The first test to use `zorbia_job` also waits for its real training run: can pass 600 s on a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 BASE = zorbia.BASE
 FACTS = zorbia.FACTS
 dataset = zorbia.dataset
