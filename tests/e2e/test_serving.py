@@ -126,15 +126,17 @@ def test_deploy_chat_fine_tuned_adapters_usage_and_undeploy(
     # Three adapters, 16 concurrent streams: every answer equals the same adapter's sequential answer.
     models = [
         tuned_id,
-        _copy_adapter(zorbia_job, -1.0, "flip", tmp_path),
-        _copy_adapter(zorbia_job, 2.5, "loud", tmp_path),
+        _copy_adapter(zorbia_job, 0.0, "zero", tmp_path),  # B zeroed: the base model's answers, through the LoRA path
+        _copy_adapter(zorbia_job, -1.5, "flip", tmp_path),
     ]
     for extra in models[1:]:
         assert _deploy(api, wait_for, model=extra)["status"] == "ready"
     questions = [q for q, _ in zorbia.FACTS]
     jobs = [(models[i % 3], questions[i % len(questions)]) for i in range(16)]
-    expected = {job: _ask(openai_client, *job) for job in set(jobs)}
-    assert len({expected[(m, questions[0])] for m in models}) == 3, "the three adapters answer differently"
+    expected = {(m, q): _ask(openai_client, m, q) for m in models for q in questions}
+    for i, a in enumerate(models):  # each pair of adapters answers some question differently: the check has teeth
+        for b in models[i + 1 :]:
+            assert any(expected[(a, q)] != expected[(b, q)] for q in questions), (a, b)
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(lambda job: _ask_streamed(openai_client, *job), jobs))
     assert got == [expected[job] for job in jobs]
