@@ -25,12 +25,9 @@ from functions.core import names
 from functions.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from botocore.exceptions import ClientError
 
     from functions.compute.sagemaker_serving import SageMakerServingBackend
-    from functions.compute.serving import Endpoint
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_VOLUME_GB = 100  # base weights, the dataset copy and checkpoints of a 7B-class model fit with room to spare
@@ -295,34 +292,6 @@ def create_serving_backend(settings: Settings) -> SageMakerServingBackend:
     from functions.compute.sagemaker_serving import SageMakerServingBackend
 
     return SageMakerServingBackend(settings)
-
-
-def invoke(
-    endpoint: Endpoint,
-    body: bytes,
-    content_type: str = "application/json",
-    *,
-    settings: Settings | None = None,
-    client: Any = None,
-) -> bytes:
-    """The proxy's entry point (`sagemaker_invoke.invoke`), here so callers import one module per backend."""
-    from functions.compute import sagemaker_invoke
-
-    return sagemaker_invoke.invoke(endpoint, body, content_type, settings=settings, client=client)
-
-
-def invoke_stream(
-    endpoint: Endpoint,
-    body: bytes,
-    content_type: str = "application/json",
-    *,
-    settings: Settings | None = None,
-    client: Any = None,
-) -> Iterator[bytes]:
-    """The streaming entry point (`sagemaker_invoke.invoke_stream`)."""
-    from functions.compute import sagemaker_invoke
-
-    return sagemaker_invoke.invoke_stream(endpoint, body, content_type, settings=settings, client=client)
 
 
 def tenant_output(spec: TrainingSpec) -> str:

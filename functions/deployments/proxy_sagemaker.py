@@ -17,14 +17,14 @@ _DONE = object()
 
 
 async def forward(call: Any, payload: bytes, wants_usage: bool, store: Store, settings: Settings) -> Response:
-    from functions.compute import sagemaker
+    from functions.compute import sagemaker_invoke
     from functions.deployments.proxy import UpstreamError, keep_event, sse_events
 
     route = call.route
     endpoint = Endpoint(kind="sagemaker", target=route.target, component=route.component)
     if not call.stream:
         try:
-            content = await asyncio.to_thread(sagemaker.invoke, endpoint, payload, settings=settings)
+            content = await asyncio.to_thread(sagemaker_invoke.invoke, endpoint, payload, settings=settings)
         except Exception as exc:  # ModelError and friends: the endpoint's own answer, logged and passed on as 502
             call.record(store, 502, f"{type(exc).__name__}: {exc}")
             raise UpstreamError(f"SageMaker endpoint {route.target} failed: {type(exc).__name__}: {exc}") from exc
@@ -32,7 +32,7 @@ async def forward(call: Any, payload: bytes, wants_usage: bool, store: Store, se
         call.record(store, 200)
         return Response(content, media_type="application/json")
 
-    parts = sagemaker.invoke_stream(endpoint, payload, settings=settings)
+    parts = sagemaker_invoke.invoke_stream(endpoint, payload, settings=settings)
 
     async def relay() -> AsyncIterator[bytes]:
         status, error = 200, None

@@ -144,9 +144,9 @@ def test_errors_carry_a_status_the_proxy_can_answer_with(
     assert (caught.value.status_code, caught.value.body) == (status, passed)
 
 
-def test_the_backend_module_offers_the_same_calls() -> None:
-    # The proxy imports functions.compute.sagemaker: its invoke must reach the same request and answer.
-    from functions.compute import sagemaker
+def test_the_proxys_import_reaches_the_adapter_component() -> None:
+    # The proxy (functions/deployments/proxy_sagemaker.py) imports sagemaker_invoke as a module, lazily.
+    from functions.compute import sagemaker_invoke as sagemaker
 
     seen: list[AWSPreparedRequest] = []
     assert sagemaker.invoke(ADAPTER, b"{}", client=client_answering(200, {}, [b"ok"], seen)) == b"ok"

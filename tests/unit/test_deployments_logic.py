@@ -104,6 +104,15 @@ def _deliver(world: Any, times: int = 1) -> None:
     sent.messages.clear()
 
 
+def _ready_host(world: Any) -> Any:
+    """acme's base deployment, deployed and ready: where adapters ride."""
+    store, backend, sent, cache, settings = world
+    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())
+    _deliver(world)
+    backend.servers[host.name] = EndpointState.ready
+    return dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+
+
 def test_redelivered_deploy_starts_one_server_and_refresh_makes_it_ready(world: Any) -> None:
     store, backend, sent, cache, settings = world
     made = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
@@ -117,10 +126,7 @@ def test_redelivered_deploy_starts_one_server_and_refresh_makes_it_ready(world: 
 
 def test_adapters_of_two_tenants_share_one_server_which_outlives_its_owner(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
-    _deliver(world)
-    backend.servers[host.name] = EndpointState.ready
-    dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+    host = _ready_host(world)
     rider = service.deploy_fine_tuned(
         store,
         sent,
@@ -145,10 +151,7 @@ def test_adapters_of_two_tenants_share_one_server_which_outlives_its_owner(world
 
 def test_rejected_adapter_fails_its_deployment_only(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
-    _deliver(world)
-    backend.servers[host.name] = EndpointState.ready
-    dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+    host = _ready_host(world)
     model = f"ft:{BASE}:acme:s:ftjob-acme"
     backend.reject.add(model)
     rider = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
@@ -182,10 +185,7 @@ def test_server_that_never_gets_ready_is_failed_and_removed(world: Any) -> None:
 
 def test_a_server_that_dies_fails_its_deployment_and_its_riders(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
-    _deliver(world)
-    backend.servers[host.name] = EndpointState.ready
-    dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+    host = _ready_host(world)
     rider = service.deploy_fine_tuned(
         store,
         sent,
@@ -264,10 +264,7 @@ def test_stream_relay_hides_the_usage_chunk_unless_asked_and_counts_tokens() -> 
 
 def test_a_racing_attach_that_loses_does_not_fail_a_ready_adapter(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
-    _deliver(world)
-    backend.servers[host.name] = EndpointState.ready
-    dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+    _ready_host(world)
     model = f"ft:{BASE}:acme:s:ftjob-acme"
     rider = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
     stale = store.deployments.transition(rider.id, ["pending"], "deploying")  # what a reader saw mid-attach
