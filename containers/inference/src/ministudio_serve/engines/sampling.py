@@ -63,28 +63,48 @@ def _draw(probs: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator)
 
 
 class TextTracker:
-    """Turns generated ids into text deltas, ending at the first stop string and never emitting part of one."""
+    """Turns generated ids into text deltas, ending at the first stop string and never emitting part of one.
+
+    Detokenizes incrementally, as vLLM does: each step decodes only the ids since the last complete character
+    (`prefix`..end) instead of every id so far, so a stream's cost per token stays flat however long it runs.
+    """
 
     def __init__(self, tokenizer: Any, stop: tuple[str, ...]) -> None:
         self.tokenizer = tokenizer
         self.stop = tuple(s for s in stop if s)
+        self._longest_stop = max((len(s) for s in self.stop), default=0)
         self.ids: list[int] = []
         self.sent = 0  # characters of the decoded text already emitted
-        self.text = ""
+        self.text = ""  # the text of ids[:read], complete characters only
+        self.prefix = 0  # ids[prefix:read] decode to the tail of `text`: the context the next decode starts from
+        self.read = 0
 
     def push(self, token_id: int) -> tuple[str, bool]:
         """Add a token; return the text safe to emit now and whether a stop string ended the text."""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        self.text = text
-        hits = [at for at in (text.find(stop) for stop in self.stop) if at != -1]
-        if hits:
-            self.text = text[: min(hits)]
-            return self._emit(len(self.text)), True
+        before = len(self.text)
+        head = self._decode(self.prefix, self.read)
+        tail = self._decode(self.prefix, len(self.ids))
         # An incomplete UTF-8 sequence decodes to U+FFFD until its last byte arrives: hold it back.
-        end = len(text) - 1 if text.endswith("\ufffd") else len(text)
-        end -= self._partial_stop(text[:end])
-        return self._emit(end), False
+        if len(tail) > len(head) and not tail.endswith("\ufffd"):
+            self.text += tail[len(head) :]
+            self.prefix, self.read = self.read, len(self.ids)
+        if self._stopped(before):
+            return self._emit(len(self.text)), True
+        return self._emit(len(self.text) - self._partial_stop(self.text)), False
+
+    def _decode(self, start: int, end: int) -> str:
+        return str(self.tokenizer.decode(self.ids[start:end], skip_special_tokens=True)) if end > start else ""
+
+    def _stopped(self, before: int) -> bool:
+        """Cut `text` at the first stop string; only its new part (and a stop's length before it) can hold one."""
+        if not self.stop:
+            return False
+        start = max(0, before - self._longest_stop + 1)
+        hits = [at for at in (self.text.find(stop, start) for stop in self.stop) if at != -1]
+        if hits:
+            self.text = self.text[: min(hits)]
+        return bool(hits)
 
     def _partial_stop(self, text: str) -> int:
         """Length of the longest tail of text that could still grow into a stop string."""
@@ -103,5 +123,8 @@ class TextTracker:
         return delta
 
     def flush(self) -> str:
-        """The rest of the text once generation ended without a stop string."""
+        """The rest of the text once generation ended without a stop string (an incomplete character included)."""
+        if self.read < len(self.ids):
+            self.text += self._decode(self.prefix, len(self.ids))[len(self._decode(self.prefix, self.read)) :]
+            self.read = len(self.ids)
         return self._emit(len(self.text))
