@@ -25,7 +25,7 @@ HYPERPARAMETERS: dict[str, Any] = {
     # Stops early; for smoke tests and benchmarks, not part of OpenAI's hyperparameters.
     "max_steps": None,
 }
-_SCHEDULERS = ("linear", "cosine", "constant")
+_SCHEDULERS = ("linear", "cosine", "constant")  # train.SCHEDULES maps them to transformers
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import get_scheduler
 
 from ministudio_train import batching, data, hyper, model
 from ministudio_train.errors import Cancelled, TrainError, is_out_of_memory, out_of_memory
@@ -36,16 +37,8 @@ class State:
     checkpoints: list[str] = field(default_factory=list)
 
 
-def lr_lambda(total: int, warmup: int, kind: str) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return max(0.0, 1.0 - progress) if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+# The hyperparameter's names → transformers' schedules (each with linear warmup, as the HF Trainer runs them).
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 
 
 class Run:
@@ -149,7 +142,7 @@ class Run:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=0.0)
         warmup = math.ceil(h.warmup_ratio * self.total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.total_steps, warmup, h.lr_scheduler))
+        scheduler = get_scheduler(SCHEDULES[h.lr_scheduler], optimizer, warmup, self.total_steps)
         scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaling else None
         log_every = self.log_every or max(1, self.total_steps // 200)
         self.model.train()
