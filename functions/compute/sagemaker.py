@@ -1,4 +1,5 @@
-"""The `sagemaker` backend: training runs as SageMaker training jobs; serving lives in `sagemaker_serving.py`.
+"""The `sagemaker` backend: training runs as SageMaker training jobs; serving lives in `sagemaker_serving.py`
+(its requests in `sagemaker_requests.py`), and what both share in `sagemaker_client.py`.
 
 boto3 only (never the `sagemaker` SDK: it drags pandas and friends into the Lambda bundle). How the pieces line up:
 - the training job is named `run_name(job_id)`, which is the job id itself, so the EventBridge "SageMaker Training
@@ -14,20 +15,25 @@ Capacity and errors come from AWS: cluster_status reports what SageMaker and Ser
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from functions.compute.base import RunState, RunStatus, TrainingSpec
+from functions.compute.sagemaker_client import (
+    Clients,
+    SageMakerBackendError,
+    already_exists,
+    error_code,
+    error_message,
+    is_missing,
+    require,
+)
 from functions.core import names
 from functions.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
-
-    from functions.compute.sagemaker_serving import SageMakerServingBackend
+    pass
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_VOLUME_GB = 100  # base weights, the dataset copy and checkpoints of a 7B-class model fit with room to spare
@@ -61,72 +67,6 @@ _LIMITS = {
     "MaxRuntimeExceeded": "the job ran past its time limit (JOB_MAX_RUNTIME_SECONDS) and SageMaker stopped it",
     "MaxWaitTimeExceeded": "SageMaker could not get spot capacity in time (JOB_MAX_RUNTIME_SECONDS) and stopped it",
 }
-
-
-class SageMakerBackendError(RuntimeError):
-    """SageMaker refused a request, or this backend is not configured to make one; the message says which setting."""
-
-
-# --- shared by training and serving ------------------------------------------------------------------------------
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def error_message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", ""))
-
-
-def is_missing(exc: ClientError) -> bool:
-    """SageMaker answers a missing resource with ValidationException ("Could not find endpoint ...", "Requested
-    resource not found.") more often than with ResourceNotFound; both mean the same here."""
-    code, message = error_code(exc), error_message(exc).lower()
-    if code in ("ResourceNotFound", "ResourceNotFoundException"):
-        return True
-    # sagemaker-runtime says ValidationError: "Endpoint x of account y not found."
-    return code in ("ValidationException", "ValidationError") and any(
-        s in message for s in ("could not find", "not found", "not exist")
-    )
-
-
-def already_exists(exc: ClientError) -> bool:
-    """Training jobs answer a duplicate name with ResourceInUse; models, configs, endpoints and inference components
-    with ValidationException "Cannot create already existing ..."."""
-    return error_code(exc) == "ResourceInUse" or "already exist" in error_message(exc).lower()
-
-
-def derived_name(name: str, suffix: str) -> str:
-    """`{name}-{suffix}` kept DNS-1123 and ≤ 63 characters (SageMaker's limit too); when too long, the cut part of the
-    name is replaced by a hash of the whole name so two long names never collide."""
-    full = f"{name}-{suffix}"
-    if len(full) <= 63:
-        return full
-    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
-    head = name[: 63 - len(suffix) - len(digest) - 2].rstrip("-")
-    return f"{head}-{digest}-{suffix}"
-
-
-def require(value: str | None, setting: str) -> str:
-    if not value:
-        raise SageMakerBackendError(f"{setting} is not set: the sagemaker backend needs it (the CDK stack outputs it)")
-    return value
-
-
-class Clients:
-    """boto3 clients created on first use (cold start), or given by tests (Stubber, or moto behind mock_aws)."""
-
-    def __init__(self, settings: Settings, given: dict[str, Any] | None = None) -> None:
-        self.settings = settings
-        self._clients = dict(given or {})
-        self._lock = threading.Lock()
-
-    def __call__(self, service: str) -> Any:
-        with self._lock:
-            client = self._clients.get(service)
-            if client is None:
-                from functions.store.aws import aws_client
-
-                client = self._clients[service] = aws_client(service, self.settings)
-            return client
 
 
 # --- training ----------------------------------------------------------------------------------------------------
@@ -286,12 +226,6 @@ class SageMakerTrainingBackend:
 
 def create_backend(settings: Settings) -> SageMakerTrainingBackend:
     return SageMakerTrainingBackend(settings)
-
-
-def create_serving_backend(settings: Settings) -> SageMakerServingBackend:
-    from functions.compute.sagemaker_serving import SageMakerServingBackend
-
-    return SageMakerServingBackend(settings)
 
 
 def tenant_output(spec: TrainingSpec) -> str:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from functions.compute.sagemaker import SageMakerBackendError, is_missing
+from functions.compute.sagemaker_client import SageMakerBackendError, is_missing
 from functions.compute.serving import Endpoint
 from functions.core.settings import Settings, get_settings
 

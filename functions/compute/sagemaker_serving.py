@@ -19,32 +19,32 @@ and a Model's environment is readable by anyone allowed DescribeModel. IAM on In
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from typing import Any
 
-from functions.compute.sagemaker import (
+from functions.compute import sagemaker_requests as requests
+from functions.compute.sagemaker_client import (
     Clients,
     SageMakerBackendError,
-    already_exists,
-    derived_name,
+    create,
+    delete,
+    describe,
     error_code,
     error_message,
-    is_missing,
     require,
 )
+from functions.compute.sagemaker_requests import (
+    SCALABLE_DIMENSION,
+    TAG,
+    adapter_archive,
+    adapter_component,
+    adapter_endpoint,
+    base_component,
+    config_name,
+    spec_tags,
+)
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, EndpointStatus, ServingSpec
-from functions.core import names
 from functions.core.settings import Settings, get_settings
 
-VARIANT = "AllTraffic"
-SCALABLE_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
-SCALING_METRIC = "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
-BASE_MEMORY_MB = 1024  # host memory a copy reserves beside its accelerators: the server process, not the weights
-_MAX_STARTUP_SECONDS = 3600  # SageMaker's ceiling for both startup timeouts
-_ENV_VALUE_CHARS = 1024
-_T = "ministudio:"  # tag key prefix
 _ENDPOINT_STATES = {
     "Creating": EndpointState.deploying,
     "Updating": EndpointState.deploying,
@@ -63,39 +63,6 @@ _COMPONENT_STATES = {
     "Failed": EndpointState.failed,
     "Deleting": EndpointState.deleting,
 }
-_ADAPTER_PREFIX = re.compile(r"^s3://([^/]+)/" + re.escape(names.ARTIFACTS_PREFIX) + r"([^/]+)/([^/]+)/adapter/?$")
-
-
-def base_component(name: str) -> str:
-    return derived_name(name, "base")
-
-
-def adapter_component(name: str, model_id: str) -> str:
-    return derived_name(name, "lora-" + hashlib.sha256(model_id.encode()).hexdigest()[:10])
-
-
-def config_name(name: str, max_instances: int) -> str:
-    return derived_name(name, "cfg-" + hashlib.sha256(str(max_instances).encode()).hexdigest()[:6])
-
-
-def adapter_endpoint(name: str, model_id: str) -> Endpoint:
-    """Where the proxy sends a request for an adapter attached to deployment `name`."""
-    return Endpoint(kind="sagemaker", target=name, component=adapter_component(name, model_id))
-
-
-def adapter_archive(adapter: AdapterSpec) -> str:
-    """Container.ArtifactUrl must be one .tar.gz. A SageMaker training job packs /opt/ml/model, where the trainer
-    copies the adapter, as `{output}{job}/output/model.tar.gz`: the trainer's `.../adapter/` prefix maps to it."""
-    uri = adapter.artifact_uri
-    if uri.endswith(".tar.gz"):
-        return uri
-    match = _ADAPTER_PREFIX.match(uri)
-    if match is None:
-        raise ValueError(f"adapter {adapter.model_id}: {uri!r} is neither a .tar.gz nor a trainer adapter/ prefix")
-    bucket, tenant, job_id = match.groups()
-    if tenant != adapter.tenant:
-        raise ValueError(f"adapter {adapter.model_id}: {uri!r} is not under tenant {adapter.tenant}'s prefix")
-    return f"s3://{bucket}/{names.ARTIFACTS_PREFIX}{tenant}/{job_id}/{job_id}/output/model.tar.gz"
 
 
 class SageMakerServingBackend:
@@ -107,12 +74,12 @@ class SageMakerServingBackend:
 
     # --- the protocol ---------------------------------------------------------------------------------------
     def deploy(self, spec: ServingSpec) -> EndpointStatus:
-        _check_range(spec.min_replicas, spec.max_replicas)
+        requests.check_range(spec.min_replicas, spec.max_replicas)
         if self._endpoint(spec.name) is not None:
             return self.status(spec.name)
         s, sm, name = self.settings, self.client("sagemaker"), spec.name
         role = require(s.sagemaker_execution_role_arn, "SAGEMAKER_EXECUTION_ROLE_ARN")
-        tags = [{"Key": k, "Value": v} for k, v in _spec_tags(spec).items()]
+        tags = [{"Key": k, "Value": v} for k, v in spec_tags(spec).items()]
         self._create(
             "CreateModel",
             sm.create_model,
@@ -120,7 +87,7 @@ class SageMakerServingBackend:
             ExecutionRoleArn=role,
             PrimaryContainer={
                 "Image": require(s.inference_image_uri, "INFERENCE_IMAGE_URI"),
-                "Environment": self.container_env(spec),
+                "Environment": requests.container_env(self.settings, spec),
             },
             Tags=tags,
         )
@@ -142,17 +109,17 @@ class SageMakerServingBackend:
         components = self._components(name)
         base = components.pop(base_component(name), None)
         if endpoint["EndpointStatus"] == "InService":
-            if _T + "deleting" in tags:
+            if TAG + "deleting" in tags:
                 return self._finish_delete(name, endpoint, base, components)
             base = self._converge(name, endpoint, tags, base)
         return self._status(name, endpoint, base, components)
 
     def scale(self, name: str, min_replicas: int, max_replicas: int) -> EndpointStatus:
-        _check_range(min_replicas, max_replicas)
+        requests.check_range(min_replicas, max_replicas)
         endpoint = self._endpoint(name)
         if endpoint is None:
             return EndpointStatus(name, EndpointState.missing)
-        values = {_T + "min-replicas": str(min_replicas), _T + "max-replicas": str(max_replicas)}
+        values = {TAG + "min-replicas": str(min_replicas), TAG + "max-replicas": str(max_replicas)}
         self.client("sagemaker").add_tags(
             ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": k, "Value": v} for k, v in values.items()]
         )
@@ -166,7 +133,7 @@ class SageMakerServingBackend:
         if endpoint["EndpointStatus"] == "Deleting":
             return self._status(name, endpoint, None, {})
         sm = self.client("sagemaker")
-        sm.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": _T + "deleting", "Value": "1"}])
+        sm.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": TAG + "deleting", "Value": "1"}])
         components = self._components(name)
         base = components.pop(base_component(name), None)
         return self._finish_delete(name, endpoint, base, components)
@@ -190,8 +157,8 @@ class SageMakerServingBackend:
                 "Container": {"ArtifactUrl": adapter_archive(adapter)},
             },
             Tags=[
-                {"Key": _T + "model-id", "Value": adapter.model_id},
-                {"Key": _T + "tenant", "Value": adapter.tenant},
+                {"Key": TAG + "model-id", "Value": adapter.model_id},
+                {"Key": TAG + "tenant", "Value": adapter.tenant},
             ],
         )
         return self.status(name)
@@ -203,44 +170,6 @@ class SageMakerServingBackend:
         self._delete("DeleteInferenceComponent", InferenceComponentName=adapter_component(name, model_id))
         return self.status(name)
 
-    # --- requests -----------------------------------------------------------------------------------------------
-    def container_env(self, spec: ServingSpec) -> dict[str, str]:
-        env = {
-            "MODEL_REF": spec.model,
-            "MAX_LORAS": str(spec.max_loras),
-            "ADAPTER_SOURCE": adapter_source(self.settings),
-            "AWS_REGION": self.settings.aws_region,
-        }
-        if spec.engine != "auto":
-            env["ENGINE"] = spec.engine
-        if spec.adapters:  # a dedicated fine-tuned deployment: the server loads them at start
-            env["LORA_MODULES"] = json.dumps([f"{a.model_id}={a.artifact_uri}" for a in spec.adapters])
-        for key, value in env.items():
-            if len(value) > _ENV_VALUE_CHARS:
-                raise ValueError(f"{key} is {len(value)} characters; SageMaker takes at most {_ENV_VALUE_CHARS}")
-        return env
-
-    def base_component_request(self, name: str, tags: dict[str, str]) -> dict[str, Any]:
-        gpus = int(tags.get(_T + "gpu-count", "1"))
-        timeout = min(self.settings.serving_ready_timeout_seconds, _MAX_STARTUP_SECONDS)
-        resources: dict[str, Any] = {"MinMemoryRequiredInMb": BASE_MEMORY_MB}
-        if gpus > 0:
-            resources["NumberOfAcceleratorDevicesRequired"] = gpus
-        return {
-            "InferenceComponentName": base_component(name),
-            "EndpointName": name,
-            "VariantName": VARIANT,
-            "Specification": {
-                "ModelName": name,
-                "StartupParameters": {
-                    "ModelDataDownloadTimeoutInSeconds": timeout,
-                    "ContainerStartupHealthCheckTimeoutInSeconds": timeout,
-                },
-                "ComputeResourceRequirements": resources,
-            },
-            "RuntimeConfig": {"CopyCount": int(tags.get(_T + "min-replicas", "1"))},
-        }
-
     # --- steps ----------------------------------------------------------------------------------------------
     def _converge(
         self, name: str, endpoint: dict[str, Any], tags: dict[str, str], base: dict[str, Any] | None
@@ -250,14 +179,16 @@ class SageMakerServingBackend:
         sm = self.client("sagemaker")
         if base is None:
             self._create(
-                "CreateInferenceComponent", sm.create_inference_component, **self.base_component_request(name, tags)
+                "CreateInferenceComponent",
+                sm.create_inference_component,
+                **requests.base_component_request(self.settings, name, tags),
             )
             return self._component(base_component(name))
-        low, high = int(tags.get(_T + "min-replicas", "1")), int(tags.get(_T + "max-replicas", "1"))
+        low, high = int(tags.get(TAG + "min-replicas", "1")), int(tags.get(TAG + "max-replicas", "1"))
         wanted = f"{low}-{high}"
-        if base.get("InferenceComponentStatus") == "InService" and tags.get(_T + "scaling") != wanted:
-            self._autoscale(name, low, high, float(tags.get(_T + "target-concurrency", "5")))
-            sm.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": _T + "scaling", "Value": wanted}])
+        if base.get("InferenceComponentStatus") == "InService" and tags.get(TAG + "scaling") != wanted:
+            self._autoscale(name, low, high, float(tags.get(TAG + "target-concurrency", "5")))
+            sm.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": TAG + "scaling", "Value": wanted}])
         variants: list[dict[str, Any]] = endpoint.get("ProductionVariants") or [{}]
         bounds = variants[0].get("ManagedInstanceScaling") or {}
         if bounds.get("MaxInstanceCount") not in (None, high):
@@ -266,44 +197,14 @@ class SageMakerServingBackend:
         return base
 
     def _autoscale(self, name: str, low: int, high: int, target: float) -> None:
+        target_request, policy_request = requests.scaling(name, low, high, target)
         scaling = self.client("application-autoscaling")
-        resource = f"inference-component/{base_component(name)}"
-        common = {"ServiceNamespace": "sagemaker", "ResourceId": resource, "ScalableDimension": SCALABLE_DIMENSION}
-        scaling.register_scalable_target(**common, MinCapacity=low, MaxCapacity=high)
-        scaling.put_scaling_policy(
-            **common,
-            PolicyName=derived_name(name, "copies"),
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "PredefinedMetricSpecification": {"PredefinedMetricType": SCALING_METRIC},
-                "TargetValue": target,
-                "ScaleOutCooldown": 60,
-                "ScaleInCooldown": 300,
-            },
-        )
+        scaling.register_scalable_target(**target_request)
+        scaling.put_scaling_policy(**policy_request)
 
     def _create_config(self, name: str, max_instances: int, tags: list[dict[str, str]]) -> None:
-        s = self.settings
-        request: dict[str, Any] = {
-            "EndpointConfigName": config_name(name, max_instances),
-            "ExecutionRoleArn": require(s.sagemaker_execution_role_arn, "SAGEMAKER_EXECUTION_ROLE_ARN"),
-            "ProductionVariants": [
-                {
-                    "VariantName": VARIANT,
-                    "InstanceType": s.sagemaker_inference_instance_type,
-                    "InitialInstanceCount": 1,
-                    "ManagedInstanceScaling": {
-                        "Status": "ENABLED",
-                        "MinInstanceCount": 1,
-                        "MaxInstanceCount": max_instances,  # one copy needs at most one instance
-                    },
-                    "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
-                }
-            ],
-        }
-        if tags:
-            request["Tags"] = tags
-        self._create("CreateEndpointConfig", self.client("sagemaker").create_endpoint_config, **request)
+        request = requests.endpoint_config(self.settings, name, max_instances, tags)
+        create("CreateEndpointConfig", self.client("sagemaker").create_endpoint_config, **request)
 
     def _finish_delete(
         self, name: str, endpoint: dict[str, Any], base: dict[str, Any] | None, adapters: dict[str, dict[str, Any]]
@@ -362,7 +263,7 @@ class SageMakerServingBackend:
             model_id
             for component, summary in sorted(adapters.items())
             if summary.get("InferenceComponentStatus") in ("InService", "Creating", "Updating")
-            and (model_id := self._tags(summary["InferenceComponentArn"]).get(_T + "model-id"))
+            and (model_id := self._tags(summary["InferenceComponentArn"]).get(TAG + "model-id"))
         )
         target = Endpoint(kind="sagemaker", target=name, component=base_component(name))
         return EndpointStatus(name, state, replicas, ready, target, attached, message, endpoint.get("EndpointArn"))
@@ -385,58 +286,15 @@ class SageMakerServingBackend:
         pages = self.client("sagemaker").get_paginator("list_tags").paginate(ResourceArn=arn)
         return {t["Key"]: t["Value"] for page in pages for t in page.get("Tags", [])}
 
-    # --- calls ----------------------------------------------------------------------------------------------
     def _describe(self, operation: str, **params: Any) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return dict(getattr(self.client("sagemaker"), _snake(operation))(**params))
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise SageMakerBackendError(f"{operation} {params}: {error_message(exc)}") from exc
+        return describe(self.client("sagemaker"), operation, **params)
 
     def _create(self, operation: str, call: Any, **params: Any) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            call(**params)
-        except ClientError as exc:
-            if not already_exists(exc):
-                raise SageMakerBackendError(f"{operation}: {error_message(exc)}") from exc
+        create(operation, call, **params)
 
     def _delete(self, operation: str, **params: Any) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            getattr(self.client("sagemaker"), _snake(operation))(**params)
-        except ClientError as exc:
-            if not is_missing(exc):
-                raise SageMakerBackendError(f"{operation} {params}: {error_message(exc)}") from exc
+        delete(self.client("sagemaker"), operation, **params)
 
 
-def adapter_source(settings: Settings) -> str:
-    """Where the server finds `ft:` adapters on demand: the trainer's output layout under the artifacts bucket."""
-    return f"s3://{settings.artifacts_bucket}/{names.ARTIFACTS_PREFIX}{{tenant}}/{{job_id}}/adapter/"
-
-
-def _spec_tags(spec: ServingSpec) -> dict[str, str]:
-    return {
-        _T + "deployment-id": spec.deployment_id,
-        _T + "tenant": spec.tenant,
-        _T + "model": spec.model,
-        _T + "gpu-count": str(spec.gpu_count),
-        _T + "min-replicas": str(spec.min_replicas),
-        _T + "max-replicas": str(spec.max_replicas),
-        _T + "target-concurrency": f"{spec.prometheus_threshold:g}",
-    }
-
-
-def _check_range(low: int, high: int) -> None:
-    # Target tracking cannot scale a component out of zero copies: the sagemaker backend keeps at least one.
-    if not 1 <= low <= high:
-        raise ValueError(f"replicas must satisfy 1 <= min <= max on SageMaker, got {low}..{high}")
-
-
-def _snake(operation: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+def create_serving_backend(settings: Settings) -> SageMakerServingBackend:
+    return SageMakerServingBackend(settings)

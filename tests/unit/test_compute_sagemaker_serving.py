@@ -19,16 +19,17 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from functions.compute import get_serving_backend, reset_training_backends
-from functions.compute.sagemaker import SageMakerBackendError
-from functions.compute.sagemaker_serving import (
+from functions.compute.sagemaker_client import SageMakerBackendError
+from functions.compute.sagemaker_requests import (
     SCALABLE_DIMENSION,
-    SageMakerServingBackend,
     adapter_archive,
     adapter_component,
     adapter_endpoint,
     base_component,
     config_name,
+    container_env,
 )
+from functions.compute.sagemaker_serving import SageMakerServingBackend
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, ServingSpec, serving_name
 from functions.core.settings import Settings
 
@@ -272,8 +273,7 @@ def test_a_half_done_deploy_is_finished_by_the_retry(aws: Aws) -> None:
 
 
 def test_the_container_gets_the_start_adapters_but_never_the_server_key() -> None:
-    backend = SageMakerServingBackend(settings())
-    env = backend.container_env(spec(adapters=(ADAPTER,), engine="vllm"))
+    env = container_env(settings(), spec(adapters=(ADAPTER,), engine="vllm"))
     assert json.loads(env["LORA_MODULES"]) == [f"{FT}={ADAPTER.artifact_uri}"]
     assert env["ENGINE"] == "vllm"
     assert "server-key-never-in-the-model" not in json.dumps(env) and "API_KEY" not in env

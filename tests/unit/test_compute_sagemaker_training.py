@@ -22,12 +22,8 @@ from moto import mock_aws
 
 from functions.compute import get_training_backend, reset_training_backends
 from functions.compute.base import RunState, TrainingSpec, run_name
-from functions.compute.sagemaker import (
-    TRAINING_LOG_GROUP,
-    SageMakerBackendError,
-    SageMakerTrainingBackend,
-    hyperparameters,
-)
+from functions.compute.sagemaker import TRAINING_LOG_GROUP, SageMakerTrainingBackend, hyperparameters
+from functions.compute.sagemaker_client import SageMakerBackendError
 from functions.core.ids import new_id
 from functions.core.settings import Settings
 
