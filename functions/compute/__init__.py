@@ -27,7 +27,7 @@ _SERVING_MODULES = {
     "local": "functions.compute.local_serving",
     "ray": "functions.compute.local_serving",
     "eks": "functions.compute.eks",
-    "sagemaker": "functions.compute.sagemaker",
+    "sagemaker": "functions.compute.sagemaker_serving",
 }
 _cache: dict[str, TrainingBackend] = {}
 _serving_cache: dict[str, ServingBackend] = {}
