@@ -49,14 +49,37 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _json_invalid(exc: RequestValidationError) -> str | None:
+    """The message for a body that is not JSON at all; None for any other validation error.
+
+    FastAPI reports it as loc ("body", <char offset>), which would read as a field named "9": say where instead.
+    """
+    for error in exc.errors():
+        if error.get("type") != "json_invalid":
+            continue
+        reason = (error.get("ctx") or {}).get("error") or error.get("msg") or "JSON decode error"
+        loc = error.get("loc", ())
+        pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+        doc = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+        if pos is None or not isinstance(doc, str):
+            return f"the request body is not valid JSON: {reason}"
+        line = doc.count("\n", 0, pos) + 1
+        column = pos - doc.rfind("\n", 0, pos)
+        return f"the request body is not valid JSON: {reason} at line {line} column {column} (char {pos})"
+    return None
+
+
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    status = 400 if is_openai_path(request.url.path) else 422
+    not_json = _json_invalid(exc)
+    if not_json is not None:
+        return error_response(request.url.path, status, not_json, code="invalid_json")
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     field = _loc(first.get("loc", ()))
     message = f"{field}: {first.get('msg', 'invalid value')}"
     if len(exc.errors()) > 1:
         message += f" (and {len(exc.errors()) - 1} more problem(s))"
-    status = 400 if is_openai_path(request.url.path) else 422
     return error_response(request.url.path, status, message, param=field, code="invalid_value")
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.core.models import Dataset, Upload
+from functions.datasets.filenames import display_filename
 from functions.datasets.registry import openai_status
 
 
@@ -138,7 +139,7 @@ class FileOut(BaseModel):
             id=d.id,
             bytes=d.bytes,
             created_at=d.created_at,
-            filename=d.filename,
+            filename=display_filename(d.filename),  # records stored before names were cleaned show clean too
             purpose="fine-tune",
             status=openai_status(d.status),
             status_details=details,
@@ -213,7 +214,7 @@ class UploadOut(BaseModel):
             id=u.id,
             bytes=u.bytes,
             created_at=u.created_at,
-            filename=u.filename,
+            filename=display_filename(u.filename),
             purpose=u.purpose,
             status=u.status.value,
             expires_at=u.expires_at,

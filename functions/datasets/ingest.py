@@ -15,6 +15,7 @@ from functions.core.observability import log
 from functions.core.s3events import ObjectEvent, parse_notification
 from functions.core.settings import Settings
 from functions.datasets import uploads
+from functions.datasets.filenames import display_filename
 from functions.datasets.validate import Limits, LineError, ValidationReport, validate_stream
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
@@ -77,7 +78,7 @@ def _from_incoming(store: Store, event: ObjectEvent, client_code: str, parts: li
         Dataset(
             id=file_id,
             client_code=client_code,
-            filename=parts[-1][:255],
+            filename=display_filename(parts[-1]),  # nobody to answer a 400: a bad name gets the fallback
             bucket=event.bucket,
             s3_key=event.key,
             bytes=event.size,

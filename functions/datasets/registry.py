@@ -16,6 +16,7 @@ from functions.core import ids, names
 from functions.core.errors import InvalidRequest, NotFound, Unprocessable, UnsupportedMediaType
 from functions.core.models import Dataset, DatasetStatus
 from functions.core.settings import Settings
+from functions.datasets.filenames import clean_filename, display_filename
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
 
@@ -53,8 +54,11 @@ def sniff(head: bytes, param: str = "file") -> None:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # a multi-byte character cut at the sniff boundary is fine
+            line = head.count(b"\n", 0, exc.start) + 1
             raise UnsupportedMediaType(
-                f"the file is not UTF-8 text (invalid byte at offset {exc.start})", param=param
+                f"the file is not UTF-8 text (invalid byte 0x{head[exc.start]:02x} on line {line}, at byte offset "
+                f"{exc.start} of the file); re-save it with UTF-8 encoding",
+                param=param,
             ) from None
         text = head[: exc.start].decode("utf-8")
     first = text.lstrip("\ufeff \t\r\n")[:1]
@@ -82,6 +86,7 @@ def register_stream(
 ) -> Dataset:
     """Store an uploaded file in S3 (and the DFS mirror) and record it as `uploaded`; the S3 event validates it."""
     check_purpose(purpose)
+    filename = clean_filename(filename)
     check_filename(filename)
     head = stream.read(SNIFF_BYTES)
     stream.seek(0)
@@ -92,7 +97,7 @@ def register_stream(
     dataset = Dataset(
         id=file_id,
         client_code=client_code,
-        filename=filename[:255],
+        filename=filename,
         purpose=purpose,
         bucket=settings.aws_bucket_name,
         s3_key=key,
@@ -188,7 +193,7 @@ def _from_dfs(store: Store, blobs: Blobs, settings: Settings, client_code: str, 
             blobs,
             settings.model_copy(update={"dfs_base_path": None}),
             client_code,
-            path.name,
+            display_filename(path.name),
             stream,
             path.stat().st_size,
             "fine-tune",

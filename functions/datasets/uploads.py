@@ -14,6 +14,7 @@ from functions.core import ids, names
 from functions.core.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from functions.core.models import Dataset, Upload, UploadStatus, now
 from functions.core.settings import Settings
+from functions.datasets.filenames import clean_filename
 from functions.datasets.registry import check_filename, check_purpose, sniff
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
@@ -29,6 +30,7 @@ def create(
     store: Store, blobs: Blobs, settings: Settings, client_code: str, filename: str, purpose: str, size: int, mime: str
 ) -> tuple[Upload, dict[str, Any]]:
     check_purpose(purpose)
+    filename = clean_filename(filename)
     check_filename(filename, param="filename")
     if mime not in MIME_TYPES:
         raise UnsupportedMediaType(
@@ -43,7 +45,7 @@ def create(
     upload = Upload(
         id=upload_id,
         client_code=client_code,
-        filename=filename[:255],
+        filename=filename,
         purpose=purpose,
         bytes=size,
         mime_type=mime,

@@ -11,6 +11,7 @@ from functions.api.deps import BlobsDep, CurrentTenant, SettingsDep, StoreDep
 from functions.api.schemas import OPENAI_ERRORS, FileDeleted, FileList, FileOut
 from functions.core.models import Dataset
 from functions.datasets import registry
+from functions.datasets.filenames import FALLBACK_NAME
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=OPENAI_ERRORS)
 
@@ -29,7 +30,7 @@ def create_file(
         blobs,
         settings,
         tenant.client_code,
-        file.filename or "dataset.jsonl",
+        file.filename or FALLBACK_NAME,
         file.file,
         file.size or 0,
         purpose,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, UploadFile
 from functions.api.deps import BlobsDep, CurrentTenant, SettingsDep, StoreDep, own_client_code
 from functions.api.schemas import SEED_ERRORS, SeedUploadOut
 from functions.datasets import registry
+from functions.datasets.filenames import FALLBACK_NAME
 
 router = APIRouter(prefix="/fine_tuning", tags=["fine_tuning"], responses=SEED_ERRORS)
 
@@ -24,7 +25,7 @@ def upload_dataset(
 ) -> SeedUploadOut:
     code = own_client_code(tenant, client_code)
     dataset = registry.register_stream(
-        store, blobs, settings, code, file.filename or "dataset.jsonl", file.file, file.size or 0, "fine-tune", "seed"
+        store, blobs, settings, code, file.filename or FALLBACK_NAME, file.file, file.size or 0, "fine-tune", "seed"
     )
     return SeedUploadOut(
         dataset_id=dataset.id,
