@@ -14,8 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import torch
@@ -27,32 +26,15 @@ from ministudio_serve.engines.base import (
     Engine,
     EngineStats,
     EngineUnavailable,
-    FinishReason,
     GenerationChunk,
     GenerationRequest,
 )
 from ministudio_serve.engines.kv_batch import GrowableLayer, KVBatch, left_padded, new_cache
 from ministudio_serve.engines.prefix_cache import PrefixCache, assemble
+from ministudio_serve.engines.rows import Row, adapter_id, hold_eos
 from ministudio_serve.engines.sampling import TextTracker, choose, make_generator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Row:
-    request: GenerationRequest
-    emit: Callable[[GenerationChunk | BaseException], None]
-    tracker: TextTracker
-    generator: torch.Generator | None
-    slot: int = 0
-    length: int = 0  # real tokens in the KV cache
-    next_token: int = -1  # sampled but not yet fed back
-    generated: int = 0
-    done: bool = False
-
-
-def _adapter_id(row: _Row) -> int:
-    return row.request.adapter.uid if row.request.adapter is not None else 0
 
 
 class TransformersEngine(Engine):
@@ -83,9 +65,9 @@ class TransformersEngine(Engine):
             self._eos.add(int(tokenizer.eos_token_id))
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos, default=0)
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._waiting: deque[_Row] = deque()
-        self._running: list[_Row] = []
-        self._admitting: list[_Row] = []
+        self._waiting: deque[Row] = deque()
+        self._running: list[Row] = []
+        self._admitting: list[Row] = []
         self._kv: KVBatch | None = None
         self._drops: set[int] = set()
         # 8-token blocks: the chat template and default system prompt of SmolLM2 share 24 tokens across requests.
@@ -139,7 +121,7 @@ class TransformersEngine(Engine):
         def emit(item: GenerationChunk | BaseException) -> None:
             loop.call_soon_threadsafe(chunks.put_nowait, item)
 
-        row = _Row(request, emit, TextTracker(self.tokenizer, request.sampling.stop), make_generator(request.sampling))
+        row = Row(request, emit, TextTracker(self.tokenizer, request.sampling.stop), make_generator(request.sampling))
         self._inbox.put(("add", row))
         finished = False
         try:
@@ -212,7 +194,7 @@ class TransformersEngine(Engine):
     def _admit(self) -> None:
         room = self.max_batch_size - len(self._running)
         busy = {row.slot for row in self._running}
-        batch: list[_Row] = []
+        batch: list[Row] = []
         for row in list(self._waiting):
             if len(batch) >= room:
                 break
@@ -233,8 +215,8 @@ class TransformersEngine(Engine):
             self._prefill(batch)
             self._admitting = []
 
-    def _prefill(self, batch: list[_Row]) -> None:
-        hits = [self._prefix.lookup(_adapter_id(row), row.request.prompt_ids) for row in batch]
+    def _prefill(self, batch: list[Row]) -> None:
+        hits = [self._prefix.lookup(adapter_id(row), row.request.prompt_ids) for row in batch]
         suffixes = [row.request.prompt_ids[hit[0] if hit else 0 :] for row, hit in zip(batch, hits, strict=True)]
         ids, mask = left_padded(suffixes, self._pad, self._device)
         cache = new_cache(self.model.config)
@@ -248,9 +230,7 @@ class TransformersEngine(Engine):
         for row in batch:
             row.length = len(row.request.prompt_ids)
         layers_kv = [cast(GrowableLayer, layer).kv() for layer in cache.layers]
-        self._prefix.store_batch(
-            [_adapter_id(r) for r in batch], [r.request.prompt_ids for r in batch], mask, layers_kv
-        )
+        self._prefix.store_batch([adapter_id(r) for r in batch], [r.request.prompt_ids for r in batch], mask, layers_kv)
         kv = KVBatch(cache, mask)
         if self._kv is None:
             self._kv = kv
@@ -271,7 +251,7 @@ class TransformersEngine(Engine):
         self._accept(rows, logits)
 
     def _forward(
-        self, rows: list[_Row], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
+        self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
     ) -> Any:
         self._ctx.set_rows([row.slot for row in rows], self._slots.ranks, self._device)
         out = self.model(
@@ -284,15 +264,12 @@ class TransformersEngine(Engine):
         )
         return out.logits[:, -1, :]
 
-    def _accept(self, rows: list[_Row], logits: torch.Tensor) -> None:
-        early = [i for i, row in enumerate(rows) if row.generated < row.request.sampling.min_tokens]
-        if early and self._eos:  # rows still short of min_tokens cannot choose EOS yet
-            at = torch.tensor(early, device=logits.device).unsqueeze(1)
-            logits[at, torch.tensor(sorted(self._eos), device=logits.device)] = float("-inf")
+    def _accept(self, rows: list[Row], logits: torch.Tensor) -> None:
+        hold_eos(rows, logits, self._eos)
         tokens = choose(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
         for row, token in zip(rows, tokens, strict=True):
             if not row.done:
-                self._step_row(row, token)
+                row.step(token, self._eos, self.context_length)
         if any(row.done for row in self._running):
             keep = [i for i, row in enumerate(self._running) if not row.done]
             self._running = [self._running[i] for i in keep]
@@ -300,23 +277,3 @@ class TransformersEngine(Engine):
                 self._kv = None
             elif self._kv is not None:
                 self._kv.keep(keep)
-
-    def _step_row(self, row: _Row, token: int) -> None:
-        row.generated += 1
-        sampling = row.request.sampling
-        reason: FinishReason | None = None
-        if token in self._eos and not sampling.ignore_eos:
-            text, reason = row.tracker.flush(), "stop"
-        else:
-            text, stopped = row.tracker.push(token)
-            if stopped:
-                reason = "stop"
-            elif row.generated >= sampling.max_tokens or row.length + 1 >= self.context_length:
-                text, reason = text + row.tracker.flush(), "length"
-        row.next_token = token
-        chunk = GenerationChunk(text=text, token_ids=[token], finish_reason=reason)
-        if reason is not None:
-            row.done = True
-            chunk.prompt_tokens = len(row.request.prompt_ids)
-            chunk.completion_tokens = row.generated
-        row.emit(chunk)
