@@ -18,25 +18,29 @@ class ObjectEvent:
 
 
 def parse_notification(body: str) -> list[ObjectEvent]:
-    """ObjectCreated records of an S3 notification; [] for a test event. Anything else is a poison message."""
+    """ObjectCreated records of an S3 notification (Powertools' S3Event reads them); [] for a test event. Anything
+    else is a poison message."""
+    from aws_lambda_powertools.utilities.data_classes import S3Event  # the workers' BatchProcessor has loaded it
+
     message = json.loads(body)
     if not isinstance(message, dict):
         raise ValueError("S3 notification body is not a JSON object")
     if message.get("Event") == "s3:TestEvent":
         return []
+    if not isinstance(message.get("Records"), list):
+        raise ValueError("S3 notification body has no Records list")
     events = []
-    for record in message["Records"]:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+    for record in S3Event(message).records:
+        if not record.event_name.startswith("ObjectCreated:"):
             continue
-        s3 = record["s3"]
-        obj = s3["object"]
+        obj = record.s3.get_object  # its size and sequencer properties raise on events that lack them (tests, moto)
         events.append(
             ObjectEvent(
-                bucket=s3["bucket"]["name"],
-                key=unquote_plus(obj["key"]),
-                size=int(obj.get("size", 0)),
-                etag=str(obj.get("eTag", "")),
-                sequencer=str(obj.get("sequencer", "")),
+                bucket=record.s3.bucket.name,
+                key=unquote_plus(obj.key),  # S3 URL-encodes keys in events (moto '/' too): always decode
+                size=int(obj.get("size") or 0),
+                etag=obj.etag,
+                sequencer=str(obj.get("sequencer") or ""),
             )
         )
     return events
