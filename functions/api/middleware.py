@@ -1,19 +1,25 @@
-"""Pure ASGI middleware: request ids + access logs, and request body limits enforced while streaming."""
+"""Pure ASGI middleware: request ids + access logs, caps on stored header values, a timeout on stalled request
+bodies, and request body limits enforced while streaming."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import HTTPException
 
 from functions.api.context import is_openai_path, new_request_id, request_id_var, tenant_var
+from functions.api.errors import error_response
+from functions.core.errors import DomainError
 from functions.core.observability import get_logger
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
+# Free-text headers whose values get stored (job records, usage logs, the proxy's upstream headers): name -> cap.
+HEADER_CAPS = {b"x-user-id": ("X-User-ID", 256), b"idempotency-key": ("Idempotency-Key", 255)}
 
 
 class RequestContextMiddleware:
@@ -59,6 +65,89 @@ class RequestContextMiddleware:
             )
             request_id_var.reset(token)
             tenant_var.reset(tenant_token)
+
+
+class HeaderLimitMiddleware:
+    """400 naming the header when a stored free-text header is over its cap, checked once here for every route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for raw_name, value in scope.get("headers") or []:
+                cap = HEADER_CAPS.get(raw_name.lower())
+                if cap is not None and len(value.decode("utf-8", "replace")) > cap[1]:
+                    name, limit = cap
+                    message = f"the {name} header is longer than {limit} characters"
+                    response = error_response(scope.get("path", ""), 400, message, param=name, code="invalid_value")
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+class _BodyStalled(DomainError, HTTPException):
+    """A DomainError, so the error handlers shape it (code included); an HTTPException, so FastAPI's body parsing
+    re-raises it rather than turning it into a 400."""
+
+    status_code = 408
+    code = "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        message = f"the request body stalled: nothing arrived for {seconds:g} seconds"
+        DomainError.__init__(self, message)
+        HTTPException.__init__(self, 408, detail=message)
+
+
+class BodyTimeoutMiddleware:
+    """408 when a request body stops arriving: each read of it must bring something within the timeout.
+
+    In AWS, API Gateway receives the whole request (under its own timeouts) before Lambda runs, so this never fires
+    there; under uvicorn (`make run`, containers) nothing else stops a client that starts a body and never ends it
+    from holding a request open. Once the body is complete, reads (a streaming response waiting for the client to
+    disconnect) are not timed."""
+
+    def __init__(self, app: ASGIApp, timeout: Callable[[], float]) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seconds = self.timeout()
+        body_done = stalled = started = False
+
+        async def timed_receive() -> dict[str, Any]:
+            nonlocal body_done, stalled
+            message: dict[str, Any]
+            if body_done:
+                message = await receive()
+                return message
+            try:
+                message = await asyncio.wait_for(receive(), seconds)
+            except TimeoutError:
+                stalled = True
+                raise _BodyStalled(seconds) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if stalled:  # the rest of the body may still come: the connection cannot carry another request
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except _BodyStalled as exc:
+            # Reached when the app let it through; once a response has started, returning without finishing it
+            # makes the server close the connection, which is all that is left to do.
+            if not started:
+                response = error_response(scope.get("path", ""), 408, exc.message, code=exc.code)
+                await response(scope, receive, tracking_send)
 
 
 class _TooLarge(HTTPException):

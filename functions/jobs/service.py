@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
 from functions.core import ids
-from functions.core.errors import InvalidRequest, NotFound
+from functions.core.errors import Conflict, InvalidRequest, NotFound
 from functions.core.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, Tenant, now
 from functions.core.observability import log
 from functions.core.settings import Settings
@@ -16,6 +18,7 @@ from functions.store.queues import Queues
 
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,18}$")
 TERMINAL = [s.value for s in JobStatus if s.terminal]
+FINGERPRINTED = ("model", "training_file", "validation_file", "hyperparameters", "suffix", "seed", "metadata")
 
 
 def fine_tuned_name(base: str, client_code: str, suffix: str | None, job_id: str) -> str:
@@ -78,6 +81,38 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
             raise InvalidRequest("metadata keys are at most 64 characters, values 512", param=f"metadata.{key}")
 
 
+def request_fingerprint(**params: Any) -> dict[str, str]:
+    """A hash of each request parameter's canonical JSON: what an Idempotency-Key stands for. Per field, so a
+    reused key can be told which fields differ; hashes, so nothing of the request is stored twice."""
+    canonical = {
+        **params,
+        "hyperparameters": {k: v for k, v in (params.get("hyperparameters") or {}).items() if v != "auto"},
+        "metadata": params.get("metadata") or None,  # "auto" and absent, {} and absent: the same request
+    }
+
+    def digest(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+    return {name: digest(canonical.get(name)) for name in FINGERPRINTED}
+
+
+def _replay(store: Store, client_code: str, key: str, fingerprint: dict[str, str]) -> Job | None:
+    """The job this key already made, if the request is the same one (Stripe's and OpenAI's idempotency keys)."""
+    found = store.jobs.by_idempotency_key(client_code, key)
+    if found is None:
+        return None
+    job, stored = found
+    differing = [name for name in FINGERPRINTED if stored is not None and stored.get(name) != fingerprint[name]]
+    if differing:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used for fine-tuning job {job.id} with different parameters "
+            f"({', '.join(differing)} differ); repeat that request exactly to get the job again, or use a new key",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    return job
+
+
 def create_job(
     store: Store,
     queues: Queues,
@@ -96,6 +131,19 @@ def create_job(
     dataset_ref: str | None = None,
 ) -> tuple[Job, bool]:
     """Validate the request, write the job, then ask for dispatch; returns (job, created)."""
+    asked = hyperparameters.check(hyperparameters_asked)
+    fingerprint = request_fingerprint(
+        model=model,
+        training_file=training_file,
+        validation_file=validation_file,
+        hyperparameters=asked,
+        suffix=suffix,
+        seed=seed,
+        metadata=metadata,
+    )
+    # Before the other checks: a repeated request gets its job back even if, say, its file is gone since.
+    if idempotency_key is not None and (replay := _replay(store, tenant.client_code, idempotency_key, fingerprint)):
+        return replay, False
     if model not in settings.base_models:
         raise InvalidRequest(
             f"model {model!r} cannot be fine-tuned here; available: {settings.base_models}", param="model"
@@ -105,7 +153,6 @@ def create_job(
     if seed is not None and not 0 <= seed <= 2**31 - 1:
         raise InvalidRequest("seed must be between 0 and 2147483647", param="seed")
     _check_metadata(metadata)
-    asked = hyperparameters.check(hyperparameters_asked)
     train = _dataset(store, tenant.client_code, training_file, "training_file")
     assert train is not None
     _dataset(store, tenant.client_code, validation_file, "validation_file")
@@ -127,9 +174,10 @@ def create_job(
         source=source,
         dataset_ref=dataset_ref,
     )
-    job, created = store.jobs.create(job)
-    if not created:
-        return job, False
+    job, created = store.jobs.create(job, fingerprint)
+    if not created:  # a concurrent request with the same key won the insert
+        assert idempotency_key is not None
+        return _replay(store, tenant.client_code, idempotency_key, fingerprint) or job, False
     add_event(store, job, "created", "Created fine-tuning job")
     status_event(store, job)
     if job.status == JobStatus.queued:

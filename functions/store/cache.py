@@ -3,6 +3,11 @@
 Redis is an accelerator, never a dependency: when it is down every call degrades (cache miss, rate limit not
 enforced), the failure is logged once per outage, and Redis is not retried for a few seconds so requests do not
 each wait for a connect timeout.
+
+Invalidation is the exception: a revoked key or a changed tenant config must take effect for every later request,
+on every instance (they share Redis as their only cache). So fills are SET NX (never overwrite), and an
+invalidation writes a tombstone in a strict mode that ignores the down window and retries for a bounded time
+(`invalidate`); readers see a tombstone as a miss and cannot fill over it until it expires.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
 
 RETRY_AFTER_FAILURE_SECONDS = 5.0
+TOMBSTONE = "~invalidated"  # not JSON, so no cached value can look like it
+STRICT_BACKOFF_SECONDS = (0.05, 0.5)  # first and largest pause between strict attempts
 
 
 class Cache:
@@ -45,17 +52,48 @@ class Cache:
         try:
             return fn(self.client)
         except (redis.RedisError, OSError) as exc:
-            with self._lock:
-                first = self._down_until == 0.0
-                self._down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
-            if first:
-                log(
-                    "warning",
-                    "redis unavailable; falling back to MongoDB and skipping rate limits",
-                    op=op,
-                    error=str(exc),
-                )
+            self._mark_down(op, exc)
             return None
+
+    def _mark_down(self, op: str, exc: Exception) -> None:
+        with self._lock:
+            first = self._down_until == 0.0
+            self._down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+        if first:
+            log("warning", "redis unavailable; falling back to MongoDB and skipping rate limits", op=op, error=str(exc))
+
+    def invalidate(self, keys: list[str], ttl: int, timeout: float) -> bool:
+        """Write a tombstone over each key, ignoring the down window and retrying until `timeout` (0: one try).
+
+        True when Redis took them (or no Redis is configured: nothing can be cached); False when it did not in time,
+        and the caller must not change the record the keys cache."""
+        if not self.url or not keys:
+            return True
+        import redis
+
+        def write(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(key, TOMBSTONE, ex=ttl)
+            pipe.execute()
+
+        deadline = time.monotonic() + timeout
+        pause, largest = STRICT_BACKOFF_SECONDS
+        while True:
+            try:
+                write(self.client)
+            except (redis.RedisError, OSError) as exc:
+                self._mark_down("invalidate", exc)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log("error", "redis did not take a cache invalidation in time", keys=keys, error=str(exc))
+                    return False
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, largest)
+                continue
+            with self._lock:
+                self._down_until = 0.0  # it answered: reads may use it again (and see the tombstone)
+            return True
 
     def available(self) -> bool:
         result = self._call("ping", lambda r: r.ping())
@@ -64,11 +102,16 @@ class Cache:
         return bool(result)
 
     def get_json(self, key: str) -> Any:
+        """The cached value; None on a miss, a tombstone (go to the source of truth) or Redis down."""
         raw = self._call("get", lambda r: r.get(key))
-        return json.loads(raw) if raw else None
+        return json.loads(raw) if raw and raw != TOMBSTONE else None
 
     def set_json(self, key: str, value: Any, ttl: int) -> None:
         self._call("set", lambda r: r.set(key, json.dumps(value), ex=ttl))
+
+    def fill_json(self, key: str, value: Any, ttl: int) -> None:
+        """Cache a value read from the source of truth: NX, so it never replaces a tombstone (or a newer fill)."""
+        self._call("fill", lambda r: r.set(key, json.dumps(value), ex=ttl, nx=True))
 
     def delete(self, *keys: str) -> None:
         if keys:

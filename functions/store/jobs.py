@@ -10,25 +10,37 @@ from functions.core.errors import Conflict
 from functions.core.models import Checkpoint, FineTunedModel, Job, JobEvent, now
 from functions.store.paging import Page, after_update, page
 
+FINGERPRINT = "request_fingerprint"  # stored beside the job's fields: what its Idempotency-Key stands for
+
 
 class JobRepo:
     def __init__(self, db: Any) -> None:
         self.col = db[names.JOBS]
 
-    def create(self, job: Job) -> tuple[Job, bool]:
-        """Insert; with an idempotency key already used by the tenant, return that job instead (False)."""
+    def create(self, job: Job, fingerprint: dict[str, str] | None = None) -> tuple[Job, bool]:
+        """Insert; with an idempotency key already used by the tenant, return that job instead (False).
+
+        `fingerprint` (hashes of the request's parameters) is stored with the job, for `by_idempotency_key`."""
         from pymongo.errors import DuplicateKeyError
 
+        doc = job.doc()
+        if fingerprint is not None:
+            doc[FINGERPRINT] = fingerprint
         try:
-            self.col.insert_one(job.doc())
+            self.col.insert_one(doc)
             return job, True
         except DuplicateKeyError:
             if job.idempotency_key is None:
                 raise Conflict(f"job {job.id!r} already exists") from None
-            existing = self.col.find_one({"client_code": job.client_code, "idempotency_key": job.idempotency_key})
+            existing = self.by_idempotency_key(job.client_code, job.idempotency_key)
             if existing is None:  # pragma: no cover - the duplicate was deleted in between
                 raise
-            return Job.model_validate(existing), False
+            return existing[0], False
+
+    def by_idempotency_key(self, client_code: str, key: str) -> tuple[Job, dict[str, str] | None] | None:
+        """The tenant's job created with this key, and the fingerprint of its request (None for older jobs)."""
+        doc = self.col.find_one({"client_code": client_code, "idempotency_key": key})
+        return (Job.model_validate(doc), doc.get(FINGERPRINT)) if doc else None
 
     def get(self, job_id: str, client_code: str | None = None) -> Job | None:
         query: dict[str, Any] = {"_id": job_id}

@@ -1,7 +1,11 @@
 """Tenant logic: create tenants and keys, authenticate bearer keys, enforce rate limits.
 
-Keys are shown once and stored only as SHA-256. Lookups go by hash (cached in Redis with a TTL, invalidated on
-revoke); the final comparison is constant-time. Redis down means MongoDB answers and rate limits are skipped.
+Keys are shown once and stored only as SHA-256. Lookups go by hash (cached in Redis with a TTL); the final
+comparison is constant-time. Redis down means MongoDB answers and rate limits are skipped.
+
+A revoke or a config change takes effect at once for every later request, whatever Redis did: the cache entry is
+tombstoned (strict, bounded retries) before MongoDB changes, and again after it (catching a fill that raced); when
+Redis cannot take the tombstone in time the change is refused with a 503 and MongoDB is left as it was.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import time
 from typing import Any
 
 from functions.core import ids
-from functions.core.errors import InvalidRequest, NotFound, RateLimited, Unauthorized
+from functions.core.errors import InvalidRequest, NotFound, RateLimited, ServiceUnavailable, Unauthorized
 from functions.core.models import ApiKey, Tenant
 from functions.core.settings import Settings
 from functions.store.cache import Cache, api_key_key, tenant_key
@@ -19,6 +23,8 @@ from functions.store.mongo import Store
 
 RATE_WINDOW_SECONDS = 60
 CONFIG_KEYS = {"rate_limit_per_minute": int, "display_name": str}
+# While a tombstone lives no instance refills the entry; it must outlast a request's read-MongoDB-then-fill gap.
+TOMBSTONE_SECONDS = 30
 
 
 def validate_client_code(value: str, param: str = "client_code") -> str:
@@ -55,7 +61,7 @@ def get_tenant(store: Store, cache: Cache, settings: Settings, client_code: str)
         return Tenant.model_validate(cached)
     tenant = store.tenants.get(client_code)
     if tenant is not None:
-        cache.set_json(tenant_key(client_code), tenant.doc(), settings.tenant_cache_ttl_seconds)
+        cache.fill_json(tenant_key(client_code), tenant.doc(), settings.tenant_cache_ttl_seconds)
     return tenant
 
 
@@ -66,11 +72,24 @@ def require_tenant(store: Store, client_code: str) -> Tenant:
     return tenant
 
 
-def update_config(store: Store, cache: Cache, client_code: str, config: dict[str, Any]) -> Tenant:
-    tenant = store.tenants.update_config(client_code, validate_config(config))
+def _invalidate(cache: Cache, settings: Settings, key: str, what: str) -> None:
+    if not cache.invalidate([key], TOMBSTONE_SECONDS, settings.cache_invalidation_timeout_seconds):
+        raise ServiceUnavailable(
+            f"the cache (Redis) did not answer, so {what} could not be made to take effect everywhere: "
+            "nothing was changed; retry the request",
+            code="cache_unavailable",
+        )
+
+
+def update_config(store: Store, cache: Cache, settings: Settings, client_code: str, config: dict[str, Any]) -> Tenant:
+    validate_config(config)
+    require_tenant(store, client_code)
+    key = tenant_key(client_code)
+    _invalidate(cache, settings, key, "the config change")
+    tenant = store.tenants.update_config(client_code, config)
     if tenant is None:
         raise NotFound(f"tenant {client_code!r} not found", param="client_code")
-    cache.delete(tenant_key(client_code))
+    cache.invalidate([key], TOMBSTONE_SECONDS, 0)  # best effort: overwrites a fill that read the old config
     return tenant
 
 
@@ -83,12 +102,18 @@ def issue_key(store: Store, client_code: str, name: str | None) -> tuple[ApiKey,
     return store.api_keys.insert(record), secret
 
 
-def revoke_key(store: Store, cache: Cache, client_code: str, key_id: str) -> ApiKey:
-    record = store.api_keys.revoke(client_code, key_id)
+def revoke_key(store: Store, cache: Cache, settings: Settings, client_code: str, key_id: str) -> ApiKey:
+    """Also for a key already revoked: the tombstone is written again, so retrying heals a cache left stale."""
+    record = store.api_keys.get(client_code, key_id)
     if record is None:
         raise NotFound(f"API key {key_id!r} not found", param="key_id")
-    cache.delete(api_key_key(record.key_hash))
-    return record
+    key = api_key_key(record.key_hash)
+    _invalidate(cache, settings, key, "the revocation")
+    revoked = store.api_keys.revoke(client_code, key_id)
+    if revoked is None:
+        raise NotFound(f"API key {key_id!r} not found", param="key_id")
+    cache.invalidate([key], TOMBSTONE_SECONDS, 0)  # best effort: overwrites a fill that read the key as live
+    return revoked
 
 
 def authenticate(store: Store, cache: Cache, settings: Settings, bearer: str | None) -> Tenant:
@@ -102,7 +127,7 @@ def authenticate(store: Store, cache: Cache, settings: Settings, bearer: str | N
         if record is None or not hmac.compare_digest(record.key_hash, key_hash):
             raise Unauthorized("invalid API key")
         client_code = record.client_code
-        cache.set_json(api_key_key(key_hash), client_code, settings.tenant_cache_ttl_seconds)
+        cache.fill_json(api_key_key(key_hash), client_code, settings.tenant_cache_ttl_seconds)
     tenant = get_tenant(store, cache, settings, client_code)
     if tenant is None or tenant.status != "active":
         raise Unauthorized("invalid API key")

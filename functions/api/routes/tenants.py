@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
-from functions.api.deps import Admin, CacheDep, StoreDep
+from functions.api.deps import Admin, CacheDep, SettingsDep, StoreDep
 from functions.api.schemas import (
     OPENAI_ERRORS,
+    PROXY_ERRORS,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyList,
@@ -20,6 +23,8 @@ from functions.core.models import ApiKey, Tenant
 from functions.tenants import service
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], dependencies=[Admin], responses=OPENAI_ERRORS)
+# 503: a revoke or config change that Redis could not make take effect (nothing changed; retry)
+CACHE_DOWN: dict[int | str, dict[str, Any]] = {503: PROXY_ERRORS[503]}
 
 
 def _tenant(t: Tenant) -> TenantOut:
@@ -45,9 +50,11 @@ def get_tenant(client_code: str, store: StoreDep) -> TenantOut:
     return _tenant(service.require_tenant(store, client_code))
 
 
-@router.patch("/{client_code}", response_model=TenantOut)
-def update_tenant(client_code: str, body: TenantUpdate, store: StoreDep, cache: CacheDep) -> TenantOut:
-    return _tenant(service.update_config(store, cache, client_code, body.config))
+@router.patch("/{client_code}", response_model=TenantOut, responses=CACHE_DOWN)
+def update_tenant(
+    client_code: str, body: TenantUpdate, store: StoreDep, cache: CacheDep, settings: SettingsDep
+) -> TenantOut:
+    return _tenant(service.update_config(store, cache, settings, client_code, body.config))
 
 
 @router.post("/{client_code}/api_keys", status_code=201, response_model=ApiKeyCreated)
@@ -62,6 +69,6 @@ def list_api_keys(client_code: str, store: StoreDep) -> ApiKeyList:
     return ApiKeyList(data=[_key(k) for k in store.api_keys.list(client_code)])
 
 
-@router.delete("/{client_code}/api_keys/{key_id}", response_model=ApiKeyOut)
-def revoke_api_key(client_code: str, key_id: str, store: StoreDep, cache: CacheDep) -> ApiKeyOut:
-    return _key(service.revoke_key(store, cache, client_code, key_id))
+@router.delete("/{client_code}/api_keys/{key_id}", response_model=ApiKeyOut, responses=CACHE_DOWN)
+def revoke_api_key(client_code: str, key_id: str, store: StoreDep, cache: CacheDep, settings: SettingsDep) -> ApiKeyOut:
+    return _key(service.revoke_key(store, cache, settings, client_code, key_id))
