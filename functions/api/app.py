@@ -10,7 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from functions.api import errors
-from functions.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from functions.api.middleware import (
+    BodyLimitMiddleware,
+    BodyTimeoutMiddleware,
+    HeaderLimitMiddleware,
+    RequestContextMiddleware,
+)
 from functions.core.settings import get_settings
 
 UPLOAD_ROUTES = (("POST", "/v1/files"), ("POST", "/fine_tuning/upload-dataset/"))
@@ -66,6 +71,8 @@ def _build() -> FastAPI:
         version="0.1.0",
         description="Fine-tune and serve open-weight LLMs: seed routes with `{ok: ...}` envelopes and an "
         "OpenAI-compatible /v1.",
+        # Behind API Gateway's custom domain (the stack sets PUBLIC_BASE_URL), /docs must call that URL.
+        servers=[{"url": base} for base in [get_settings().public_base_url] if base],
     )
     errors.install(app)
     openai_like = (root, tenants, files, uploads, jobs, models, deployments, inference, usage)
@@ -83,7 +90,9 @@ def _build() -> FastAPI:
 
     _document_error_models(app)
     app.add_middleware(BodyLimitMiddleware, limits=limit_for)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(BodyTimeoutMiddleware, timeout=lambda: get_settings().request_body_timeout_seconds)
+    app.add_middleware(HeaderLimitMiddleware)
+    app.add_middleware(RequestContextMiddleware)  # outermost: every answer above carries the request id
     return app
 
 

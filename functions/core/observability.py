@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -62,11 +61,15 @@ def get_logger() -> Logger:
             if _logger is None:
                 from aws_lambda_powertools import Logger
 
-                logger = Logger(service=SERVICE, level=os.environ.get("LOG_LEVEL", "INFO"))
+                from functions.core.settings import get_settings
+
+                settings = get_settings()
+                logger = Logger(service=SERVICE, level=settings.log_level)
+                logger.append_keys(environment=settings.environment)  # dev and prod share log tooling
                 logger.addFilter(_CorrelationFilter())
                 _logger = logger
-                if os.environ.get("LOG_DIR"):
-                    log_to_directory(os.environ["LOG_DIR"])
+                if settings.log_dir:
+                    log_to_directory(settings.log_dir)
     return _logger
 
 
