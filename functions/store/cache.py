@@ -1,4 +1,4 @@
-"""Redis: tenant config and API-key cache with TTL, per-tenant rate limits.
+"""Redis: tenant config and API-key cache with TTL, per-tenant rate limits (sliding window, `limits`).
 
 Redis is an accelerator, never a dependency: when it is down every call degrades (cache miss, rate limit not
 enforced), the failure is logged once per outage, and Redis is not retried for a few seconds so requests do not
@@ -33,6 +33,7 @@ class Cache:
         self._down_until = 0.0
         self._timeout = timeout
         self._lock = threading.Lock()
+        self._limiter: Any = None
 
     @property
     def client(self) -> Any:
@@ -117,15 +118,24 @@ class Cache:
         if keys:
             self._call("delete", lambda r: r.delete(*keys))
 
-    def hit_window(self, key: str, window_seconds: int) -> int | None:
-        """Count one hit in a fixed window; returns the count so far, or None when Redis is unavailable."""
+    def rate_limit(self, key: str, limit: int, window_seconds: int) -> float | None:
+        """Count one hit against `limit` per sliding `window_seconds` (the `limits` library's sliding window
+        counter: a burst at a fixed window's boundary cannot pass 2x). None when the hit is allowed or Redis is
+        unavailable; else the seconds until one more would be."""
 
-        def op(r: Any) -> int:
-            pipe = r.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, window_seconds + 1, nx=True)
-            count, _ = pipe.execute()
-            return int(count)
+        def op(r: Any) -> float | None:
+            from limits import RateLimitItemPerSecond
+            from limits.storage import RedisStorage
+            from limits.strategies import SlidingWindowCounterRateLimiter
+
+            if self._limiter is None:  # shares this cache's connection pool (and its timeouts)
+                storage = RedisStorage(self.url or "redis://", connection_pool=r.connection_pool, key_prefix="rl")
+                self._limiter = SlidingWindowCounterRateLimiter(storage)
+            item = RateLimitItemPerSecond(limit, window_seconds)
+            if self._limiter.hit(item, key):
+                return None
+            reset_at = self._limiter.get_window_stats(item, key).reset_time
+            return max(0.0, reset_at - time.time())
 
         return self._call("rate_limit", op)
 

@@ -11,7 +11,7 @@ Redis cannot take the tombstone in time the change is refused with a 503 and Mon
 from __future__ import annotations
 
 import hmac
-import time
+import math
 from typing import Any
 
 from functions.core import ids
@@ -143,9 +143,6 @@ def authenticate_admin(admin_key: str | None, bearer: str | None) -> None:
 
 def check_rate_limit(cache: Cache, settings: Settings, tenant: Tenant) -> None:
     limit = tenant.rate_limit_per_minute or settings.rate_limit_per_minute
-    now = time.time()
-    window = int(now // RATE_WINDOW_SECONDS)
-    count = cache.hit_window(f"rl:{tenant.client_code}:{window}", RATE_WINDOW_SECONDS)
-    if count is not None and count > limit:
-        retry_after = max(1, int((window + 1) * RATE_WINDOW_SECONDS - now + 0.999))
-        raise RateLimited(f"rate limit of {limit} requests per minute exceeded", retry_after=retry_after)
+    wait = cache.rate_limit(tenant.client_code, limit, RATE_WINDOW_SECONDS)
+    if wait is not None:
+        raise RateLimited(f"rate limit of {limit} requests per minute exceeded", retry_after=max(1, math.ceil(wait)))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from functions.core import ids
+from functions.core.settings import Settings
+from functions.store import cache
 from functions.store.cache import Cache, reset_cache
 from functions.store.mongo import get_store
 from tests.helpers.openai_schema import assert_openai
@@ -125,3 +128,17 @@ def test_root_and_health_need_no_key(client: TestClient) -> None:
     health = client.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "healthy"
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_rate_limit_window_slides_so_a_boundary_burst_cannot_pass_twice(env: Callable[..., Settings]) -> None:
+    # Given a limit of 4 per 2 s window, used up just before a window boundary
+    limiter = cache.get_cache()
+    while time.time() % 2 < 1.6 or time.time() % 2 > 1.8:
+        time.sleep(0.01)
+    assert [limiter.rate_limit("burst", 4, 2) for _ in range(4)] == [None] * 4
+    # When the next window starts (a fixed window would start counting from zero again)
+    time.sleep(2 - time.time() % 2 + 0.05)
+    later = [limiter.rate_limit("burst", 4, 2) for _ in range(4)]
+    # Then the previous window still weighs in: at most one more passes, and the refusals say how long to wait
+    assert sum(wait is None for wait in later) <= 1
+    assert all(0 < wait <= 2 for wait in later if wait is not None)
