@@ -102,6 +102,6 @@ def _module(name: str, modules: dict[str, str]) -> ModuleType:
         if exc.name != module_name:
             raise  # the backend exists but one of its own dependencies is missing: that message says which
         raise BackendUnavailable(
-            f"COMPUTE_BACKEND={name!r}: {module_name} is not part of this build yet; use 'local' or 'ray'"
+            f"COMPUTE_BACKEND={name!r}: {module_name} is missing from this installation; use 'local' or 'ray'"
         ) from exc
     return module

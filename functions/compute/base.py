@@ -8,9 +8,10 @@ instead of starting a second one.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -73,6 +74,13 @@ class TrainingBackend(Protocol):
     def cluster_status(self) -> dict[str, Any]:
         """Real capacity: CPUs, GPUs and memory, total and available, plus running/queued runs."""
         ...
+
+
+@runtime_checkable
+class ReportsRunExits(Protocol):
+    """A backend whose runs are children of this process (local): it says at once when one ends."""
+
+    def add_exit_listener(self, listener: Callable[[str], None]) -> None: ...
 
 
 def run_name(job_id: str) -> str:

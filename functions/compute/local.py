@@ -5,7 +5,9 @@ the first run even from a fresh backend object or a restarted control plane. sta
 changed only under a flock on `{runs_dir}/.lock`, so threads, backend objects and processes may share a runs dir.
 Runs beyond `max_concurrent` wait in FIFO order. One long-lived launcher thread forks every child: PR_SET_PDEATHSIG
 fires when the *forking thread* ends and worker threads come and go (so `procs._die_with_parent_hook`, armed only on
-the main thread, does not fit). A watcher thread per child records its exit code.
+the main thread, does not fit). A watcher thread per child records its exit code, then calls the exit listeners
+(`add_exit_listener`): the control plane that owns the backend settles the job at once, not at its reconciler's next
+quiet check. How state.json reads as a RunState is in `local_runs`.
 
 `local_run_memory_limit_mb` sets RLIMIT_AS (address space, not RSS): CPU torch maps ~0.9 GB at import for ~0.4 GB
 RSS, so allow 2x the expected RSS; CUDA reserves tens of GB of address space at init and fails under it, so it is
@@ -24,11 +26,11 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from functions.compute import base, machine, subprocs
+from functions.compute import base, local_runs, machine, subprocs
 from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.subprocs import child_setup, kill_if_same, resolve_command, signal_group, write_json
 from functions.core.settings import Settings, get_settings
@@ -63,6 +65,7 @@ class LocalBackend:
         self.threads = s.local_run_threads or max(1, machine.usable_cpus() // self.max_concurrent)
         self.nice = s.local_run_nice
         self.memory_limit_mb = s.local_run_memory_limit_mb
+        self.env_passthrough = tuple(s.local_child_env_passthrough)
         self.poll_seconds = poll_seconds
         self._lock = threading.Lock()
         self._cv = threading.Condition()
@@ -70,6 +73,8 @@ class LocalBackend:
         self._closed = self._finished = False
         self._launcher: threading.Thread | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._watchers: dict[str, threading.Thread] = {}
+        self._exit_listeners: list[Callable[[str], None]] = []
         _backends.add(self)
         self._kick(wait=False)  # runs a previous control plane left queued start without waiting for a submit
 
@@ -86,10 +91,10 @@ class LocalBackend:
 
     def status(self, run_name: str) -> RunStatus:
         state = self._read(run_name)
-        kind = self._classify(state)
+        kind = local_runs.classify(state)
         if state is None:
             return RunStatus(run_name, kind)
-        message = self._failure(run_name, state) if kind is RunState.failed else state.get("note")
+        message = local_runs.failure(state, self.logs(run_name, 20)) if kind is RunState.failed else state.get("note")
         pid = state.get("pid")
         return RunStatus(run_name, kind, message, state.get("exit_code"), None if pid is None else str(pid))
 
@@ -118,6 +123,12 @@ class LocalBackend:
             **machine.capacity(),
             "runs": {"running": running, "queued": queued, "max_concurrent": self.max_concurrent},
         }
+
+    def add_exit_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(run_name)`, on a watcher thread, as soon as a run this backend started has ended: the process
+        that owns the backend settles the job at once. Not for runs a closing backend stops: whoever starts next
+        settles those."""
+        self._exit_listeners.append(listener)
 
     def close(self, grace_seconds: float | None = None) -> None:
         """Start nothing more, stop this backend's children (SIGTERM, grace, SIGKILL), end its launcher thread.
@@ -151,36 +162,6 @@ class LocalBackend:
         with self._lock, (self.runs_dir / ".lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
             yield
-
-    def _classify(self, state: dict[str, Any] | None) -> RunState:
-        if state is None:
-            return RunState.missing
-        cancelled, code, pid = bool(state.get("cancel")), state.get("exit_code"), state.get("pid")
-        if code is not None:
-            return RunState.cancelled if cancelled else RunState.succeeded if code == 0 else RunState.failed
-        if pid is None:
-            return RunState.cancelled if cancelled else RunState.pending
-        if machine.process_key(pid) == state.get("pid_key") or self._owner_alive(state):
-            return RunState.running  # alive, or its owner's watcher is about to record the exit code
-        return RunState.cancelled if cancelled else RunState.failed  # nobody is left to record how it ended
-
-    @staticmethod
-    def _owner_alive(state: dict[str, Any]) -> bool:
-        owner = state.get("owner")
-        return owner is not None and machine.process_key(owner) == state.get("owner_key")
-
-    def _failure(self, name: str, state: dict[str, Any]) -> str:
-        code = state.get("exit_code")
-        if state.get("error"):
-            head = str(state["error"])
-        elif code is None:
-            head = f"the trainer (pid {state.get('pid')}) ended while no control plane watched it"
-        elif code < 0:
-            head = f"the trainer was killed by {signal.Signals(-code).name}"
-        else:
-            head = f"the trainer exited with code {code}"
-        tail = self.logs(name, 20).strip()
-        return f"{head}; last output:\n{tail}" if tail else head
 
     # --- launching --------------------------------------------------------------------------------------------
     def _kick(self, *, wait: bool) -> None:
@@ -223,7 +204,7 @@ class LocalBackend:
         states, kinds = {}, {}
         for name in self._names():
             if (state := self._read(name)) is not None:
-                states[name], kinds[name] = state, self._classify(state)
+                states[name], kinds[name] = state, local_runs.classify(state)
         running = [n for n, kind in kinds.items() if kind is RunState.running]
         queued = sorted((n for n, kind in kinds.items() if kind is RunState.pending), key=lambda n: states[n]["seq"])
         return states, running, queued
@@ -231,9 +212,9 @@ class LocalBackend:
     def _spawn(self, name: str, state: dict[str, Any]) -> None:
         folder = self._dir(name)
         argv = [*self.command, "--spec-json", (folder / "spec.json").read_text()]
-        env = {k: v for k, v in os.environ.items() if k != "PORT"}  # PORT is the API's own port
         threads = str(self.threads)
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+        extra = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
+        env = subprocs.child_env(extra, self.env_passthrough)  # an allow-list: no keys or URLs of the control plane
         try:
             with (folder / "train.log").open("ab") as out:
                 proc = subprocess.Popen(  # noqa: S603 - argv is the configured trainer command plus the spec
@@ -249,13 +230,16 @@ class LocalBackend:
         except (OSError, subprocess.SubprocessError) as exc:
             state.update(exit_code=127, error=f"could not start {argv[0]!r}: {exc}", ended_at=time.time())
             write_json(folder / "state.json", state)
+            threading.Thread(target=self._ended, args=(name,), name=f"ended-{name}", daemon=True).start()  # unlocked
             return
         me = os.getpid()
         state.update(pid=proc.pid, pid_key=machine.process_key(proc.pid), started_at=time.time())
         state.update(owner=me, owner_key=machine.process_key(me))
         write_json(folder / "state.json", state)
         self._procs[name] = proc
-        threading.Thread(target=self._watch, args=(name, proc), name=f"watch-{name}", daemon=True).start()
+        watcher = threading.Thread(target=self._watch, args=(name, proc), name=f"watch-{name}", daemon=True)
+        self._watchers[name] = watcher
+        watcher.start()
 
     def _watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
@@ -266,10 +250,22 @@ class LocalBackend:
             state.update(exit_code=code, ended_at=time.time())
             write_json(self._dir(name) / "state.json", state)
             self._procs.pop(name, None)
+            self._watchers.pop(name, None)
         self._kick(wait=False)
+        self._ended(name)
+
+    def _ended(self, name: str) -> None:
+        if self._closed:
+            return
+        for listener in list(self._exit_listeners):
+            try:
+                listener(name)
+            except Exception:  # the reconciler settles what a failed listener left
+                log.exception("local backend: exit listener failed for %s", name)
 
     def _stop_children(self, grace: float) -> None:
         procs = {name: p for name, p in list(self._procs.items()) if p.poll() is None}
+        watchers = list(self._watchers.values())
         with self._locked():
             for name, proc in procs.items():
                 # The trainer exits 0 after a SIGTERM checkpoint: without this mark that would read as success.
@@ -283,6 +279,8 @@ class LocalBackend:
             except subprocess.TimeoutExpired:
                 signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for watcher in watchers:  # close returns once state.json holds every exit code, not while it still says running
+            watcher.join(5)
 
 
 def create_backend(settings: Settings) -> LocalBackend:

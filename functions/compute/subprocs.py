@@ -1,5 +1,6 @@
 """Subprocess helpers shared by the local training and serving backends: command resolution, the child's
-preexec (niceness, RLIMIT_AS, PR_SET_PDEATHSIG), process-group signals, atomic JSON state and log tails."""
+environment (an allow-list) and preexec (niceness, RLIMIT_AS, PR_SET_PDEATHSIG), process-group signals, atomic JSON
+state and log tails."""
 
 from __future__ import annotations
 
@@ -12,13 +13,28 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from functions.compute import machine
 
 _PR_SET_PDEATHSIG = 1
+
+# What a trainer or inference server may inherit from the control plane: the process basics, locale, the ML stack's
+# knobs, and what reaching S3 takes (it reads datasets and writes artifacts there). Never the admin key, the server
+# key (given explicitly, where it is needed), database or Redis URLs, or any other setting of the control plane.
+CHILD_ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "TEMP", "TMP",
+        "XDG_CACHE_HOME", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "MINISTUDIO_MODEL_CACHE", "MINISTUDIO_PROGRESS_INTERVAL",
+    }
+)  # fmt: skip
+CHILD_ENV_PREFIXES = ("LC_", "HF_", "TRANSFORMERS_", "TORCH_", "OMP_", "MKL_", "NCCL_", "MLFLOW_")
 
 
 def resolve_command(command: list[str]) -> list[str]:
@@ -28,6 +44,15 @@ def resolve_command(command: list[str]) -> list[str]:
         if sibling.is_file():
             return [str(sibling), *command[1:]]
     return command
+
+
+def child_env(extra: Mapping[str, str] | None = None, passthrough: Iterable[str] = ()) -> dict[str, str]:
+    """The environment of a trainer or inference server: the allow-list above, the operator's `passthrough`
+    names, then `extra` (ports, thread counts, the server key) on top."""
+    allowed = CHILD_ENV_NAMES | set(passthrough)
+    env = {k: v for k, v in os.environ.items() if k in allowed or k.startswith(CHILD_ENV_PREFIXES)}
+    env.update(extra or {})
+    return env
 
 
 def child_setup(niceness: int, memory_limit_mb: int | None) -> Callable[[], None]:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     local_run_threads: int | None = None  # OMP/MKL threads per run; default: usable CPUs / concurrent runs
     local_run_nice: int = Field(10, ge=0, le=19)  # the API stays responsive while a run trains
     local_run_memory_limit_mb: int | None = None  # RLIMIT_AS per run; off by default (CUDA needs huge address space)
+    # Extra variables a local trainer or inference server inherits beyond subprocs.CHILD_ENV_NAMES (JSON list).
+    local_child_env_passthrough: list[str] = []
     ray_request_timeout_seconds: float = 10.0
     ray_entrypoint_num_cpus: float = 1.0  # reserved for the trainer process on the Ray cluster
     ray_entrypoint_num_gpus: float = 0.0
@@ -89,6 +91,12 @@ class Settings(BaseSettings):
     local_serving_dir: str | None = None  # one folder per local deployment; default ~/.cache/ministudio/serving
     local_serving_threads: int | None = None  # torch threads per local inference server
     serving_ready_timeout_seconds: int = 900  # a deployment not ready by then is failed
+    # A local inference server that exits after having been ready is restarted (with its adapters) this many times
+    # in a row, the first after the backoff, each next after twice the last; one that then stayed up for the window
+    # starts the count afresh. Past the limit its deployment fails.
+    serving_restart_limit: int = Field(3, ge=0)
+    serving_restart_backoff_seconds: float = Field(1.0, ge=0)
+    serving_restart_window_seconds: float = Field(300.0, ge=0)
     proxy_timeout_seconds: float = 300.0
     routing_cache_ttl_seconds: int = 60
 
@@ -121,16 +129,22 @@ class Settings(BaseSettings):
     # Tenancy
     tenant_cache_ttl_seconds: int = 60
     rate_limit_per_minute: int = 600
+    # How long a revoke or config change retries writing its cache tombstone before answering 503 (nothing changed).
+    cache_invalidation_timeout_seconds: float = Field(3.0, ge=0)
 
     # Datasets
     max_upload_bytes: int = 512 * MiB  # request bodies of upload routes
     max_request_bytes: int = 1 * MiB  # every other request body
+    request_body_timeout_seconds: float = Field(30.0, gt=0)  # a body that sends nothing this long gets a 408
     max_dataset_bytes: int = 5 * 1024 * MiB  # presigned uploads and dropped files
     max_line_bytes: int = 4 * MiB
     min_examples: int = 10
     max_validation_errors: int = 50
     upload_expiry_seconds: int = 3600
     upload_part_max_bytes: int = 64 * MiB
+    # Completing an upload copies its parts inside S3; parts under S3's 5 MiB minimum are read through the API,
+    # at most this many bytes per upload (and md5 is checked only for uploads this small).
+    upload_read_through_max_bytes: int = 64 * MiB
 
     @field_validator("mongodb_url", "redis_url", "aws_endpoint_url", "dfs_base_path", "redis_host", mode="before")
     @classmethod

@@ -22,8 +22,9 @@ def delete(store: Store, blobs: Blobs, settings: Settings, client_code: str, mod
     model = fine_tuned(store, client_code, model_id)
     bucket, _, key = model.adapter_uri.removeprefix("s3://").partition("/")
     job_prefix = key.rsplit("adapter/", 1)[0]
-    # The adapter and its checkpoints go; the job keeps its record, events and metrics.
+    # The adapter and its checkpoints (files and records) go; the job keeps its record, events and metrics.
     blobs.delete_prefix(bucket, key)
     blobs.delete_prefix(bucket, job_prefix + "checkpoints/")
+    store.checkpoints.delete_for_job(model.job_id, client_code)  # their files are gone: list none
     store.models.delete(model_id, client_code)
     return model

@@ -5,6 +5,10 @@
 - running jobs that went quiet are checked with their backend: a finished run's result.json is applied, a run
   that ended without one, or vanished, fails with the reason;
 - runs past their deadline are stopped and failed; cancelling jobs whose run ended are settled.
+
+`apply_run` is the one place where a backend's run state reaches a job; `settle_run` applies it the moment a backend
+that watches its runs (local: the trainer is a child of this process) reports an exit, so a killed trainer fails its
+job within a second instead of at the next quiet check.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.compute.base import RunState, TrainingBackend
+from functions.compute.base import RunState, TrainingBackend, run_name
 from functions.core import names
 from functions.core.models import DatasetStatus, Job, JobStatus, now
 from functions.core.observability import log
@@ -23,6 +27,9 @@ from functions.jobs.service import promote_waiting, request_dispatch, status_eve
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
 from functions.store.queues import Queues
+
+# Jobs a run's end can settle: `dispatching` too, when the trainer dies before dispatch records `running`.
+SETTLEABLE = [JobStatus.dispatching, JobStatus.running, JobStatus.cancelling]
 
 
 @dataclass
@@ -51,10 +58,13 @@ def reconcile(store: Store, blobs: Blobs, queues: Queues, backend: TrainingBacke
         if dataset is not None and dataset.status in (DatasetStatus.validated, DatasetStatus.invalid):
             report.promoted += promote_waiting(store, queues, dataset)
     for job in store.jobs.in_status([JobStatus.running, JobStatus.cancelling]):
+        quiet = job.updated_at < current - settings.reconcile_silent_seconds or job.status == JobStatus.cancelling
         if job.deadline_at is not None and current > job.deadline_at:
             _time_out(store, backend, job, report)
-        elif job.updated_at < current - settings.reconcile_silent_seconds or job.status == JobStatus.cancelling:
-            _check_run(store, blobs, backend, settings, job, report)
+        elif quiet and job.run_name is not None:
+            outcome = apply_run(store, blobs, backend, settings, job, job.run_name)
+            if outcome is not None:
+                getattr(report, outcome).append(job.id)
     if any(report.to_dict().values()):
         log("info", "reconcile: repaired jobs", **report.to_dict())
     return report
@@ -68,27 +78,35 @@ def _time_out(store: Store, backend: TrainingBackend, job: Job, report: Report) 
         report.timed_out.append(job.id)
 
 
-def _check_run(
-    store: Store, blobs: Blobs, backend: TrainingBackend, settings: Settings, job: Job, report: Report
-) -> None:
-    if job.run_name is None:
-        return
-    run = backend.status(job.run_name)
+def settle_run(store: Store, blobs: Blobs, backend: TrainingBackend, settings: Settings, name: str) -> str | None:
+    """A run just ended: apply it to its job now, by the reconciler's rules. The job may still be `dispatching`
+    (a trainer that died at once) or already settled by result.json's own event (then nothing moves)."""
+    job = store.jobs.get(name)  # run names derive from job ids, and ours are the same string
+    if job is None or run_name(job.id) != name or job.status not in SETTLEABLE:
+        return None
+    return apply_run(store, blobs, backend, settings, job, name)
+
+
+def apply_run(
+    store: Store, blobs: Blobs, backend: TrainingBackend, settings: Settings, job: Job, name: str
+) -> str | None:
+    """The run's state applied to the job: result.json when the trainer wrote one (the source of truth), else a
+    cancel settled or a failure with the backend's reason. Every transition is conditional, so a job something else
+    settled meanwhile stays as it is. Returns the Report list the job belongs in, or None."""
+    run = backend.status(name)
     if run.state in (RunState.pending, RunState.running):
         store.jobs.update(job.id, [job.status])  # alive: look again after another quiet period
-        return
+        return None
     prefix = f"{names.ARTIFACTS_PREFIX}{job.client_code}/{job.id}/"
     result = blobs.get_json_object(settings.artifacts_bucket, prefix + "result.json")
     if result is not None:
-        if progress.on_result(store, job, result, f"s3://{settings.artifacts_bucket}/{prefix}"):
-            report.finished.append(job.id)
-        return
+        done = progress.on_result(store, job, result, f"s3://{settings.artifacts_bucket}/{prefix}")
+        return "finished" if done else None
     if job.status == JobStatus.cancelling:
         done = store.jobs.transition(job.id, [JobStatus.cancelling], JobStatus.cancelled, finished_at=now())
         if done:
             status_event(store, done)
-            report.finished.append(job.id)
-        return
+        return "finished" if done else None
     reason = run.message or ("the run is gone" if run.state == RunState.missing else f"the run ended {run.state.value}")
-    if fail(store, job, "trainer_exited", f"the trainer ended without a result: {reason}"):
-        report.failed.append(job.id)
+    failed = fail(store, job, "trainer_exited", f"the trainer ended without a result: {reason}")
+    return "failed" if failed else None

@@ -149,6 +149,7 @@ class Platform:
             "MongoDB: " + ("MONGODB_URL" if get_settings().mongodb_url else "embedded in-process store, not durable")
         )
         self.demo_key = self._demo_tenant()
+        self._watch_runs()
         for queue, handler in _worker_handlers().items():
             poller = SqsPoller(sqs, self.resources.url(queue), handler, wait_seconds=self.poll_wait_seconds)
             poller.start()
@@ -176,6 +177,17 @@ class Platform:
         # The embedded store lives as long as the process: keep it across resets unless MONGODB_URL changed.
         if get_settings().mongodb_url:
             mongo.reset_store()
+
+    def _watch_runs(self) -> None:
+        """The local backend's trainers are this process's children: their exits settle jobs at once. The backend
+        made here is the one the dispatch worker finds later (one per configuration)."""
+        settings = get_settings()
+        if settings.compute_backend != "local":
+            return  # Ray, EKS and SageMaker runs report through the status queue and the reconciler
+        from functions.compute import get_training_backend
+        from functions.workers import status
+
+        status.watch_runs(get_training_backend(settings))
 
     def _demo_tenant(self) -> str:
         from functions.store.mongo import get_store

@@ -108,6 +108,10 @@ class CheckpointRepo:
     def page(self, job_id: str, after: str | None, limit: int) -> Page:
         return page(self.col, {"job_id": job_id}, after, limit, "desc")
 
+    def delete_for_job(self, job_id: str, client_code: str) -> int:
+        """Forget a job's checkpoints once their files are deleted (with the fine-tuned model they belong to)."""
+        return int(self.col.delete_many({"job_id": job_id, "client_code": client_code}).deleted_count)
+
 
 class ModelRepo:
     def __init__(self, db: Any) -> None:

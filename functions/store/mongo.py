@@ -61,13 +61,18 @@ class ApiKeyRepo:
     def list(self, client_code: str) -> list[ApiKey]:
         return [ApiKey.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("created_at", 1)]
 
+    def get(self, client_code: str, key_id: str) -> ApiKey | None:
+        doc = self.col.find_one({"_id": key_id, "client_code": client_code})
+        return ApiKey.model_validate(doc) if doc else None
+
     def revoke(self, client_code: str, key_id: str) -> ApiKey | None:
+        """Revoke once: a key already revoked keeps its first `revoked_at` (the audit trail's answer)."""
         doc = self.col.find_one_and_update(
-            {"_id": key_id, "client_code": client_code},
+            {"_id": key_id, "client_code": client_code, "revoked_at": None},
             {"$set": {"revoked_at": now()}},
             return_document=after_update(),
         )
-        return ApiKey.model_validate(doc) if doc else None
+        return ApiKey.model_validate(doc) if doc else self.get(client_code, key_id)
 
 
 class DatasetRepo:

@@ -1,7 +1,9 @@
-"""Status worker: the trainer's artifacts (S3 ObjectCreated via SQS) → job progress, checkpoints and results."""
+"""Status worker: the trainer's artifacts (S3 ObjectCreated via SQS) → job progress, checkpoints and results; and
+where the runs are this process's children (the local backend), their exits → the job, at once."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -9,10 +11,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from functions.compute.base import ReportsRunExits, TrainingBackend
 from functions.core.observability import correlation_id
 from functions.core.s3events import parse_notification
 from functions.core.settings import get_settings
-from functions.jobs import progress
+from functions.jobs import progress, reconcile
 from functions.store.blobs import get_blobs
 from functions.store.mongo import get_store
 
@@ -33,3 +36,19 @@ def record_handler(record: SQSRecord) -> None:
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def watch_runs(backend: TrainingBackend) -> bool:
+    """Settle a job the moment its run exits (a killed trainer fails its job in about a second), by the reconciler's
+    rules, instead of at the reconciler's next quiet check. Only a backend that watches its runs (local) can;
+    result.json's own event still arrives, and whichever comes second moves nothing."""
+    if not isinstance(backend, ReportsRunExits):
+        return False
+    backend.add_exit_listener(functools.partial(run_ended, backend))
+    return True
+
+
+def run_ended(backend: TrainingBackend, run_name: str) -> None:
+    correlation_id.set(f"run-exit:{run_name}")
+    settings = get_settings()
+    reconcile.settle_run(get_store(), get_blobs(), backend, settings, run_name)

@@ -307,7 +307,7 @@ def test_the_factory_picks_the_configured_backend(tmp_path: Path, monkeypatch: p
         reset_training_backends()
     # A configured backend whose module this build lacks is refused by name, not with a bare ImportError.
     monkeypatch.setitem(compute._MODULES, "sagemaker", "functions.compute.not_in_this_build")
-    with pytest.raises(BackendUnavailable, match=r"COMPUTE_BACKEND='sagemaker'.*not part of this build"):
+    with pytest.raises(BackendUnavailable, match=r"COMPUTE_BACKEND='sagemaker'.*missing from this installation"):
         get_training_backend(Settings(compute_backend="sagemaker"))
 
 

@@ -8,7 +8,7 @@ from functions.api.deps import BackendDep, BlobsDep, CurrentTenant, QueuesDep, S
 from functions.api.schemas import SEED_ERRORS
 from functions.api.schemas_jobs import SeedClusterStatus, SeedJob, SeedJobRequest, SeedJobs, seed_job
 from functions.datasets.registry import resolve_reference
-from functions.jobs import service
+from functions.jobs import cluster, service
 
 router = APIRouter(prefix="/fine_tuning", tags=["fine_tuning"], responses=SEED_ERRORS)
 
@@ -61,5 +61,7 @@ def job_status(job_id: str, tenant: CurrentTenant, store: StoreDep) -> SeedJob:
 
 
 @router.get("/cluster-status", response_model=SeedClusterStatus)
-def cluster_status(tenant: CurrentTenant, backend: BackendDep) -> SeedClusterStatus:
-    return SeedClusterStatus(status={"backend": backend.name, **backend.cluster_status()})
+def cluster_status(tenant: CurrentTenant, backend: BackendDep, store: StoreDep) -> SeedClusterStatus:
+    """Capacity and run counts for everyone; run ids only of the caller's own jobs."""
+    status = {"backend": backend.name, **backend.cluster_status()}
+    return SeedClusterStatus(status=cluster.tenant_view(store, tenant.client_code, status))

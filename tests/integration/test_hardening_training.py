@@ -1,0 +1,268 @@
+"""Training hardening (issue #18): a killed trainer fails its job at once, not at the reconciler's quiet check; a
+trainer that wrote result.json is settled once; cluster-status tells a tenant nothing about other tenants' jobs;
+a deleted model's checkpoints are no longer listed.
+
+The local backend is wired as `make run` wires it (`Platform._watch_runs`), with a small fake trainer as its command;
+jobs go through the API, the dispatch queue and the dispatch worker; what a user sees is read back through the API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+from functions.compute import get_training_backend, local, reset_training_backends
+from functions.compute.local import LocalBackend
+from functions.core import names
+from functions.core.models import JobStatus
+from functions.core.settings import Settings, get_settings
+from functions.local.resources import LocalResources
+from functions.local.runtime import Platform
+from functions.local.sqs_poller import SqsPoller
+from functions.store.mongo import get_store
+from tests.helpers.datasets import chat_lines
+
+Headers = dict[str, str]
+BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+# `sleep`: note the pid, then train "forever". `succeed`: write result.json to S3 as ministudio-train does, exit 0.
+FAKE_TRAINER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    spec = json.loads(sys.argv[sys.argv.index("--spec-json") + 1])
+    print("training", spec["job_id"], flush=True)
+    if MODE == "sleep":
+        with open(os.path.join(PIDS, spec["job_id"]), "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(600)
+    import boto3
+    bucket, _, prefix = spec["output"].removeprefix("s3://").partition("/")
+    result = {"status": "succeeded", "trained_tokens": 42, "adapter_uri": spec["output"] + "adapter/"}
+    boto3.client("s3").put_object(Bucket=bucket, Key=prefix + "result.json", Body=json.dumps(result).encode())
+    """
+)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
+        time.sleep(0.05)
+    return value
+
+
+class Trainers:
+    """The local backend as `make run` wires it, running the fake trainer (or any command)."""
+
+    def __init__(self, tmp_path: Path, env: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tmp, self.env, self.monkeypatch = tmp_path, env, monkeypatch
+        self.pids = tmp_path / "pids"
+        self.pids.mkdir()
+
+    def wire(self, mode: str = "sleep", command: list[str] | None = None) -> LocalBackend:
+        script = self.tmp / "fake_trainer.py"
+        script.write_text(f"MODE = {mode!r}\nPIDS = {str(self.pids)!r}\n{FAKE_TRAINER}")
+        argv = command or [sys.executable, str(script)]
+        self.monkeypatch.setattr(local, "create_backend", lambda s: LocalBackend(s, command=argv, poll_seconds=0.1))
+        settings = self.env(COMPUTE_BACKEND="local", LOCAL_RUNS_DIR=str(self.tmp / "runs"), CANCEL_GRACE_SECONDS="2")
+        Platform(print_fn=lambda _: None)._watch_runs()
+        backend = get_training_backend(settings)
+        assert isinstance(backend, LocalBackend)
+        return backend
+
+    def pid(self, job_id: str) -> int:
+        return int(wait_for(lambda: (self.pids / job_id).exists() and (self.pids / job_id).read_text()))
+
+
+@pytest.fixture
+def trainers(tmp_path: Path, env: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> Iterator[Trainers]:
+    harness = Trainers(tmp_path, env, monkeypatch)
+    reset_training_backends()
+    yield harness
+    reset_training_backends()  # closes the backend: its trainers stop
+    for pid_file in harness.pids.iterdir():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.fixture
+def dispatch_worker(resources: LocalResources, env: Callable[..., Settings]) -> Callable[[], int]:
+    from functions.workers import dispatch
+
+    sqs = boto3.client("sqs", endpoint_url=get_settings().aws_endpoint_url)
+    poller = SqsPoller(sqs, resources.url(names.DISPATCH_QUEUE), dispatch.handler, wait_seconds=0)
+    return lambda: poller.drain(timeout=60)
+
+
+def start_job(client: TestClient, headers: Headers, ingest: Callable[[], int], dispatch: Callable[[], int]) -> str:
+    file_id = client.post(
+        "/v1/files", headers=headers, data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", chat_lines(12))}
+    ).json()["id"]
+    ingest()
+    job = client.post("/v1/fine_tuning/jobs", headers=headers, json={"model": BASE, "training_file": file_id})
+    assert job.status_code == 200, job.text
+    dispatch()
+    return str(job.json()["id"])
+
+
+def job_of(client: TestClient, headers: Headers, job_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=headers).json()
+    return body
+
+
+def test_a_killed_trainer_fails_its_job_within_seconds_with_the_reason(
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    ingest: Callable[[], int],
+    dispatch_worker: Callable[[], int],
+    trainers: Trainers,
+) -> None:
+    trainers.wire("sleep")
+    acme = make_tenant("acme")
+    job_id = start_job(client, acme, ingest, dispatch_worker)
+    pid = trainers.pid(job_id)
+    assert job_of(client, acme, job_id)["status"] == "running"
+
+    os.kill(pid, signal.SIGKILL)  # the OOM killer, or an operator
+
+    failed = wait_for(lambda: (j := job_of(client, acme, job_id))["status"] == "failed" and j, timeout=5)
+    assert failed["error"]["code"] == "trainer_exited"
+    assert "killed by SIGKILL" in failed["error"]["message"] and "training" in failed["error"]["message"]
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", headers=acme).json()["data"]
+    assert [e["message"] for e in events if e["level"] == "error"] == ["The job failed: " + failed["error"]["message"]]
+
+
+def test_a_trainer_that_cannot_start_fails_its_job_at_once(
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    ingest: Callable[[], int],
+    dispatch_worker: Callable[[], int],
+    trainers: Trainers,
+) -> None:
+    trainers.wire(command=[str(trainers.tmp / "no-such-trainer")])
+    acme = make_tenant("acme")
+    job_id = start_job(client, acme, ingest, dispatch_worker)
+    failed = wait_for(lambda: (j := job_of(client, acme, job_id))["status"] == "failed" and j, timeout=5)
+    assert "could not start" in failed["error"]["message"]
+
+
+def test_a_trainer_that_wrote_its_result_is_settled_once(
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    ingest: Callable[[], int],
+    dispatch_worker: Callable[[], int],
+    status_worker: Callable[[], int],
+    trainers: Trainers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = get_store()
+    moves: list[str] = []
+    transition = store.jobs.transition
+
+    def counted(job_id: str, expected: Any, status: str, **fields: Any) -> Any:
+        moved = transition(job_id, expected, status, **fields)
+        if moved is not None:
+            moves.append(str(status))
+        return moved
+
+    monkeypatch.setattr(store.jobs, "transition", counted)
+    trainers.wire("succeed")
+    acme = make_tenant("acme")
+    job_id = start_job(client, acme, ingest, dispatch_worker)
+
+    # Settled by the exit, before the status queue's result.json event is even looked at...
+    done = wait_for(lambda: (j := job_of(client, acme, job_id))["status"] == "succeeded" and j, timeout=15)
+    assert done["fine_tuned_model"].startswith(f"ft:{BASE}:acme:") and done["trained_tokens"] == 42
+    # ...and that event, handled later, moves nothing.
+    assert status_worker() >= 1
+    after = job_of(client, acme, job_id)
+    assert after["status"] == "succeeded" and after["finished_at"] == done["finished_at"]
+    assert moves.count(JobStatus.succeeded) == 1 and JobStatus.failed not in moves
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", headers=acme).json()["data"]
+    assert [e["message"] for e in events].count("The job has successfully completed") == 1
+
+
+def test_cluster_status_shows_counts_and_only_the_callers_own_jobs(
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    ingest: Callable[[], int],
+    dispatch_worker: Callable[[], int],
+    trainers: Trainers,
+) -> None:
+    trainers.wire("sleep")  # one run at a time (LOCAL_MAX_CONCURRENT_JOBS=1): the second job waits
+    acme, globex = make_tenant("acme"), make_tenant("globex")
+    acme_job = start_job(client, acme, ingest, dispatch_worker)
+    trainers.pid(acme_job)
+    globex_job = start_job(client, globex, ingest, dispatch_worker)
+
+    seen = {}
+    for name, headers, other in (("acme", acme, globex_job), ("globex", globex, acme_job)):
+        response = client.get("/fine_tuning/cluster-status", headers=headers)
+        assert response.status_code == 200 and response.json()["ok"] is True
+        assert other not in response.text, f"{name} sees the other tenant's job"
+        seen[name] = response.json()["status"]
+    assert seen["acme"]["runs"] == {
+        "running": 1,
+        "queued": 1,
+        "max_concurrent": 1,
+        "own": {"running": [acme_job], "queued": []},
+    }
+    assert seen["globex"]["runs"]["own"] == {"running": [], "queued": [globex_job]}
+    assert seen["acme"]["backend"] == "local" and seen["acme"]["cpu"]["total"] >= 1  # capacity stays
+
+
+def _put_json(s3: Any, key: str, value: dict[str, Any]) -> None:
+    s3.put_object(Bucket=get_settings().artifacts_bucket, Key=key, Body=json.dumps(value).encode())
+
+
+def test_deleting_a_model_removes_its_checkpoints_from_the_jobs_list(
+    client: TestClient,
+    make_tenant: Callable[..., Headers],
+    ingest: Callable[[], int],
+    s3: Any,
+    status_worker: Callable[[], int],
+) -> None:
+    acme = make_tenant("acme")
+    bucket = get_settings().artifacts_bucket
+    jobs = {}
+    for suffix in ("gone", "kept"):
+        file_id = client.post(
+            "/v1/files", headers=acme, data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", chat_lines(12))}
+        ).json()["id"]
+        ingest()
+        job_id = client.post(
+            "/v1/fine_tuning/jobs", headers=acme, json={"model": BASE, "training_file": file_id, "suffix": suffix}
+        ).json()["id"]
+        get_store().jobs.transition(job_id, ["queued"], JobStatus.running, run_name=job_id)  # as dispatch would
+        prefix = f"artifacts/acme/{job_id}/"
+        s3.put_object(Bucket=bucket, Key=prefix + "checkpoints/epoch-1/adapter_model.safetensors", Body=b"w")
+        status_worker()
+        _put_json(s3, prefix + "result.json", {"status": "succeeded", "adapter_uri": f"s3://{bucket}/{prefix}adapter/"})
+        status_worker()
+        jobs[suffix] = job_id
+
+    def checkpoints(job_id: str) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints", headers=acme).json()[
+            "data"
+        ]
+        return listed
+
+    assert len(checkpoints(jobs["gone"])) == 1 and len(checkpoints(jobs["kept"])) == 1
+    model = job_of(client, acme, jobs["gone"])["fine_tuned_model"]
+    assert client.delete(f"/v1/models/{model}", headers=acme).status_code == 200
+
+    assert checkpoints(jobs["gone"]) == []
+    left = s3.list_objects_v2(Bucket=bucket, Prefix=f"artifacts/acme/{jobs['gone']}/checkpoints/")
+    assert left.get("KeyCount", 0) == 0
+    assert len(checkpoints(jobs["kept"])) == 1  # another model's checkpoints stay
