@@ -185,6 +185,11 @@ def test_each_function_reads_only_the_secrets_and_prefixes_it_needs(dev: Synth) 
             for s in object_grants
         )
         assert writes_datasets == (key == "api"), key
+        lists_uploads = any(
+            "s3:ListBucketMultipartUploads" in as_list(s["Action"]) and buckets["datasets"] in refs_in(s["Resource"])
+            for s in granted
+        )
+        assert lists_uploads == (key == "api"), key  # cancelling an upload aborts what is open under its prefix
 
 
 def test_sagemaker_state_changes_reach_the_status_queue(dev: Synth, synths: dict[str, Synth]) -> None:

@@ -44,9 +44,10 @@ def add_upload_part(
 
 @router.post("/{upload_id}/complete", response_model=UploadOut)
 def complete_upload(
-    upload_id: str, body: UploadComplete, tenant: CurrentTenant, store: StoreDep, blobs: BlobsDep
+    upload_id: str, body: UploadComplete, tenant: CurrentTenant, store: StoreDep, blobs: BlobsDep, settings: SettingsDep
 ) -> UploadOut:
-    upload, dataset = uploads.complete(store, blobs, tenant.client_code, upload_id, body.part_ids)
+    # Joins the parts inside S3: parts of 5 MiB or more are never read here (functions/datasets/uploads.py).
+    upload, dataset = uploads.complete(store, blobs, settings, tenant.client_code, upload_id, body.part_ids, body.md5)
     return UploadOut.of(upload, dataset)
 
 

@@ -122,8 +122,16 @@ def prefix_statements(bucket: s3.IBucket, prefixes: Iterable[str], actions: Iter
         iam.PolicyStatement(
             actions=sorted(set(actions)), resources=[bucket.arn_for_objects(f"{p}*") for p in prefixes]
         ),
-        iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
+        iam.PolicyStatement(actions=bucket_actions(actions), resources=[bucket.bucket_arn]),
     ]
+
+
+def bucket_actions(object_actions: Iterable[str]) -> list[str]:
+    """Who may abort multipart uploads must be able to find them: cancelling an upload lists what is open under
+    its prefix (functions/store/blobs.py)."""
+    if "s3:AbortMultipartUpload" in set(object_actions):
+        return ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    return ["s3:ListBucket"]
 
 
 def suppress_prefix_wildcards(construct: Construct) -> None:
