@@ -3,7 +3,7 @@
 The workers reach the cluster with their own IAM role: `eks:DescribeCluster` gives the API endpoint and CA, an EKS
 token (k8s/token.py) authenticates, and the cluster's access entries map the role to a namespace-scoped group.
 The Kubernetes client is built on first use, not at import, so a Lambda's init (and its SnapStart snapshot) holds
-no token that would expire. Importing this module imports the `kubernetes` package (the `eks` extra); nothing
+no token that would expire. Building that client imports the `kubernetes` package (the `eks` extra); nothing
 else in the control plane does, unless COMPUTE_BACKEND=eks.
 
 A RayJob's name is the run name, so submitting twice finds the first (the API server answers 409 to the second
@@ -26,11 +26,23 @@ from functions.compute.k8s import (
     capacity,
     rayjob,
 )
-from functions.compute.k8s.client import ClientHolder, Conflict, Forbidden, KubeClient, KubeError, NotFound, path
+from functions.compute.k8s.client import (
+    NODES,
+    PODS,
+    ClientHolder,
+    Conflict,
+    Forbidden,
+    Kind,
+    KubeClient,
+    KubeError,
+    NotFound,
+    Resource,
+)
 from functions.compute.k8s.endpoints import EksServingBackend
 from functions.core.settings import Settings, get_settings
 
 SUBMITTER_JOB_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on the submitter's pods
+RAYJOBS = Kind.custom(rayjob.API_VERSION, rayjob.PLURAL)
 
 
 class EksBackend(ClientHolder):
@@ -39,21 +51,22 @@ class EksBackend(ClientHolder):
     def __init__(self, settings: Settings | None = None, *, client: KubeClient | None = None) -> None:
         super().__init__(settings or get_settings(), client)
 
-    def _url(self, name: str | None = None) -> str:
-        return path(rayjob.API_VERSION, rayjob.PLURAL, self.settings.eks_namespace, name)
+    @property
+    def _rayjobs(self) -> Resource:
+        return self.client.resource(RAYJOBS, self.settings.eks_namespace)
 
     # --- the protocol ---------------------------------------------------------------------------------------
     def submit(self, run_name: str, spec: TrainingSpec) -> RunStatus:
         body = rayjob.render(run_name, spec, self.settings)
         try:
-            created = self.client.create(self._url(), body)
+            created = self._rayjobs.create(body)
         except Conflict:  # a redelivered dispatch: the first submit's RayJob is the run
             return self.status(run_name)
         return rayjob.to_status(run_name, created)
 
     def status(self, run_name: str) -> RunStatus:
         try:
-            return rayjob.to_status(run_name, self.client.get(self._url(run_name)))
+            return rayjob.to_status(run_name, self._rayjobs.get(run_name))
         except NotFound:
             return RunStatus(run_name, RunState.missing)
 
@@ -64,14 +77,14 @@ class EksBackend(ClientHolder):
         stamp = datetime.now(UTC).isoformat()
         patch = {"metadata": {"annotations": {ANNOTATION_CANCELLED: stamp}}, "spec": {"suspend": True}}
         try:
-            return rayjob.to_status(run_name, self.client.patch(self._url(run_name), patch))
+            return rayjob.to_status(run_name, self._rayjobs.patch(run_name, patch))
         except NotFound:
             return RunStatus(run_name, RunState.missing)
         except KubeError as exc:
             if exc.status != 422:  # 422: this KubeRay refuses to suspend it now; deleting stops it all the same
                 raise
         with contextlib.suppress(NotFound):
-            self.client.delete(self._url(run_name))
+            self._rayjobs.delete(run_name)
         return RunStatus(run_name, RunState.cancelled, "the RayJob could not be suspended and was deleted")
 
     def logs(self, run_name: str, tail: int = 200) -> str:
@@ -79,13 +92,13 @@ class EksBackend(ClientHolder):
         if tail <= 0:
             return ""
         ns = self.settings.eks_namespace
-        pods = self.client.list(path("v1", "pods", ns), label_selector=f"{SUBMITTER_JOB_LABEL}={run_name}")
+        pods = self.client.resource(PODS, ns).list(label_selector=f"{SUBMITTER_JOB_LABEL}={run_name}")
         if not pods:
             return ""
         newest = max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
         pod_name = newest["metadata"]["name"]
         try:
-            return self.client.text(f"{path('v1', 'pods', ns, pod_name)}/log", {"tailLines": tail})
+            return self.client.pod_log(ns, pod_name, tail)
         except KubeError as exc:
             if exc.status in (400, 404):  # its container has not started yet, or the pod is gone
                 return ""
@@ -102,7 +115,7 @@ class EksBackend(ClientHolder):
         ns = self.settings.eks_namespace
         nodes: list[dict[str, Any]] | None
         try:
-            nodes = self.client.list(path("v1", "nodes"))
+            nodes = self.client.resource(NODES).list()
         except Forbidden:
             nodes = None
             notes.append(
@@ -111,16 +124,16 @@ class EksBackend(ClientHolder):
             )
         live = "status.phase!=Succeeded,status.phase!=Failed"
         try:
-            pods = self.client.list(path("v1", "pods"), field_selector=live)
+            pods = self.client.resource(PODS).list(field_selector=live)
         except Forbidden:
-            pods = self.client.list(path("v1", "pods", ns), field_selector=live)
+            pods = self.client.resource(PODS, ns).list(field_selector=live)
             if nodes is not None:
                 notes.append(
                     f"only pods in namespace {ns} are counted (listing pods cluster-wide is forbidden: see "
                     f"{CLUSTER_READER_ROLE}): other namespaces' requests are not subtracted"
                 )
         running, queued = [], []
-        for item in self.client.list(self._url(), label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
+        for item in self._rayjobs.list(label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"):
             name = (item.get("metadata") or {}).get("name", "")
             state = rayjob.to_status(name, item).state
             if state is RunState.running:

@@ -1,9 +1,10 @@
 """A Kubernetes API server stand-in for the eks backend's tests: an HTTP server on 127.0.0.1 that answers a script of
 recorded responses in order and records every request it got.
 
-The backend's real `kubernetes.client.ApiClient` (urllib3, auth header, JSON bodies) talks to it, so the tests
-cover the HTTP layer and not a mock of the backend's own methods. A request that does not match the next scripted
-one is answered 599 and recorded as a mismatch; `verify()` fails the test on any mismatch or unused response.
+The backend's real client (the typed APIs over `kubernetes.client.ApiClient`: urllib3, auth header, JSON bodies)
+talks to it, so the tests cover the HTTP layer and not a mock of the backend's own methods. A request that does not
+match the next scripted one is answered 599 and recorded as a mismatch; `verify()` fails the test on any mismatch or
+unused response.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The eks backends against a recorded Kubernetes API: the real ApiClient over HTTP to a replay server on 127.0.0.1.
+"""The eks backends against a recorded Kubernetes API: the official client's typed APIs (AppsV1Api, CoreV1Api,
+CustomObjectsApi) over HTTP to a replay server on 127.0.0.1.
 
 Each test scripts the responses the API server gave (tests/fixtures/k8s, errors as its `Status` objects) and
 checks the requests the backend sent: paths, verbs, bodies, the bearer token.
@@ -16,6 +17,7 @@ from botocore.credentials import Credentials
 from functions.compute import get_serving_backend, get_training_backend, reset_training_backends
 from functions.compute.base import RunState, TrainingSpec, run_name
 from functions.compute.eks import EksBackend
+from functions.compute.k8s import client as k8s
 from functions.compute.k8s import rayjob, serving
 from functions.compute.k8s.client import KubeClient, KubeError
 from functions.compute.k8s.endpoints import EksServingBackend
@@ -241,6 +243,22 @@ def test_an_unreachable_cluster_is_a_clear_error() -> None:
         backend.status(JOB)
 
 
+def test_a_server_error_says_which_call_failed(api: ReplayServer) -> None:
+    api.expect("GET", f"{RAYJOBS}/{JOB}", 500, status_body(500, "InternalError", "etcdserver: request timed out"))
+    with pytest.raises(KubeError, match=f"get rayjobs.ray.io ministudio/{JOB} → 500: etcdserver") as raised:
+        training(api).status(JOB)
+    api.verify()
+    assert (raised.value.status, raised.value.reason) == (500, "InternalError")
+
+
+def test_a_built_in_object_with_an_unknown_field_is_refused_before_it_is_sent(api: ReplayServer) -> None:
+    manifest = serving.render_deployment(serving_spec(), SETTINGS)
+    manifest["spec"]["replica"] = 2
+    with pytest.raises(ValueError, match=r"spec\.replica"):  # the typed API checks the dict against V1Deployment
+        client(api).resource(k8s.DEPLOYMENTS, "ministudio").create(manifest)
+    assert api.requests == []
+
+
 # --- serving -----------------------------------------------------------------------------------------------------
 def test_deploy_creates_secret_deployment_service_and_scaled_object(api: ReplayServer) -> None:
     api.expect("POST", SECRETS, 201, {"kind": "Secret", "metadata": {"name": serving.SECRET_NAME}})
@@ -255,6 +273,7 @@ def test_deploy_creates_secret_deployment_service_and_scaled_object(api: ReplayS
     assert status.message is not None and "Insufficient nvidia.com/gpu" in status.message
     posts = [r for r in api.requests if r.method == "POST"]
     assert [p.body["kind"] for p in posts] == ["Secret", "Deployment", "Service", "ScaledObject"]
+    assert {p.headers["content-type"] for p in posts} == {"application/json"}
     assert posts[0].body["stringData"] == {"api-key": "server-key-123"}
     assert posts[1].body == serving.render_deployment(serving_spec(), SETTINGS)
     assert posts[2].body == serving.render_service(serving_spec(), SETTINGS)
@@ -375,6 +394,8 @@ def test_scale_patches_the_scaled_object_and_moves_replicas_into_the_range(api: 
     api.expect("GET", f"{SERVICES}/{SERVER}", 200, fixture("service_ready"))
     endpoints(api).scale(SERVER, 2, 4)
     api.verify()
+    # Merge patches on both: a strategic merge (the typed API's default for a Deployment) is refused on a CRD
+    assert {r.headers["content-type"] for r in api.requests if r.method == "PATCH"} == {"application/merge-patch+json"}
     patches = [r.body for r in api.requests if r.method == "PATCH"]
     assert patches[0] == {"spec": {"minReplicaCount": 2, "maxReplicaCount": 4}}
     assert patches[1]["spec"] == {"replicas": 2}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from functions.compute.base import RunState
-from functions.compute.k8s import capacity, rayjob, serving
+from functions.compute.k8s import capacity, rayjob, serving, serving_status
 from functions.compute.serving import EndpointState
 from tests.unit.eks_replay import fixture
 
@@ -94,9 +94,9 @@ LB_HOST = "k8s-ministud-vllmbase-0a1b2c3d4e-0123456789abcdef.elb.us-east-1.amazo
 
 
 def test_a_ready_deployment_with_its_load_balancer_gives_the_nlb_url_and_adapters() -> None:
-    pods_ready = serving.to_status(SERVER, fixture("deployment_ready"), [])
+    pods_ready = serving_status.to_status(SERVER, fixture("deployment_ready"), [])
     assert pods_ready.state is EndpointState.ready and pods_ready.endpoint is None  # the URL is the Service's
-    status = serving.with_load_balancer(pods_ready, fixture("service_ready"))
+    status = serving_status.with_load_balancer(pods_ready, fixture("service_ready"))
     assert status.state is EndpointState.ready
     assert (status.replicas, status.ready_replicas) == (1, 1)
     assert status.endpoint is not None and status.endpoint.kind == "http"
@@ -106,31 +106,32 @@ def test_a_ready_deployment_with_its_load_balancer_gives_the_nlb_url_and_adapter
 
 
 def test_ready_pods_without_a_load_balancer_hostname_are_still_deploying() -> None:
-    pods_ready = serving.to_status(SERVER, fixture("deployment_ready"), [])
+    pods_ready = serving_status.to_status(SERVER, fixture("deployment_ready"), [])
     # The controller has not written status.loadBalancer.ingress yet: no endpoint, and the message says why
-    waiting = serving.with_load_balancer(pods_ready, fixture("service_pending"))
+    waiting = serving_status.with_load_balancer(pods_ready, fixture("service_pending"))
     assert (waiting.state, waiting.endpoint) == (EndpointState.deploying, None)
     assert waiting.message == "pods are ready; waiting for the load balancer"
     assert waiting.ready_replicas == 1
     # ... with the controller's newest warning about the Service, when it has one
-    failing = serving.with_load_balancer(pods_ready, fixture("service_pending"), fixture("events_service")["items"])
+    events = fixture("events_service")["items"]
+    failing = serving_status.with_load_balancer(pods_ready, fixture("service_pending"), events)
     assert failing.message is not None
     assert failing.message.startswith("pods are ready; waiting for the load balancer (FailedDeployModel: ")
     assert "At least one subnet must be specified" in failing.message
     # A Service that is gone, or that is not a LoadBalancer (made before the NLB), is named as the cause
-    gone = serving.with_load_balancer(pods_ready, None)
+    gone = serving_status.with_load_balancer(pods_ready, None)
     assert gone.state is EndpointState.deploying and gone.message is not None and "does not exist" in gone.message
     cluster_ip = fixture("service_pending")
     cluster_ip["spec"]["type"] = "ClusterIP"
-    old = serving.with_load_balancer(pods_ready, cluster_ip)
+    old = serving_status.with_load_balancer(pods_ready, cluster_ip)
     assert old.state is EndpointState.deploying and old.message is not None and "is ClusterIP" in old.message
 
 
 def test_the_load_balancer_does_not_change_a_deployment_that_is_not_ready() -> None:
-    starting = serving.to_status(SERVER, fixture("deployment_starting"), fixture("pods_unschedulable")["items"])
-    assert serving.with_load_balancer(starting, fixture("service_ready")) == starting
-    deleting = serving.to_status(SERVER, fixture("deployment_deleting"), [])
-    assert serving.with_load_balancer(deleting, None) == deleting
+    starting = serving_status.to_status(SERVER, fixture("deployment_starting"), fixture("pods_unschedulable")["items"])
+    assert serving_status.with_load_balancer(starting, fixture("service_ready")) == starting
+    deleting = serving_status.to_status(SERVER, fixture("deployment_deleting"), [])
+    assert serving_status.with_load_balancer(deleting, None) == deleting
 
 
 def test_load_balancer_url_reads_the_first_ingress_hostname_and_the_http_port() -> None:
@@ -143,38 +144,38 @@ def test_load_balancer_url_reads_the_first_ingress_hostname_and_the_http_port() 
 
 
 def test_a_starting_deployment_is_deploying_and_says_what_it_waits_for() -> None:
-    loading = serving.to_status(SERVER, fixture("deployment_starting"), fixture("pods_loading")["items"])
+    loading = serving_status.to_status(SERVER, fixture("deployment_starting"), fixture("pods_loading")["items"])
     assert (loading.state, loading.message, loading.endpoint) == (EndpointState.deploying, "starting", None)
-    waiting = serving.to_status(SERVER, fixture("deployment_starting"), fixture("pods_unschedulable")["items"])
+    waiting = serving_status.to_status(SERVER, fixture("deployment_starting"), fixture("pods_unschedulable")["items"])
     assert waiting.state is EndpointState.deploying
     assert waiting.message is not None and waiting.message.startswith("Unschedulable: 0/2 nodes are available")
     assert "Insufficient nvidia.com/gpu" in waiting.message
 
 
 def test_a_deployment_that_cannot_pull_its_image_fails_without_waiting_for_the_deadline() -> None:
-    status = serving.to_status(SERVER, fixture("deployment_starting"), fixture("pods_image_pull")["items"])
+    status = serving_status.to_status(SERVER, fixture("deployment_starting"), fixture("pods_image_pull")["items"])
     assert status.state is EndpointState.failed
     assert status.message is not None and status.message.startswith("ImagePullBackOff: Back-off pulling image")
 
 
 def test_a_deployment_past_its_progress_deadline_fails() -> None:
-    status = serving.to_status(SERVER, fixture("deployment_deadline"), fixture("pods_unschedulable")["items"])
+    status = serving_status.to_status(SERVER, fixture("deployment_deadline"), fixture("pods_unschedulable")["items"])
     assert status.state is EndpointState.failed
     assert status.message is not None and "Insufficient nvidia.com/gpu" in status.message
 
 
 def test_scaled_to_zero_is_ready_only_where_zero_was_allowed() -> None:
     asleep = fixture("deployment_scaled_to_zero")
-    assert serving.to_status(SERVER, asleep, []).state is EndpointState.ready
+    assert serving_status.to_status(SERVER, asleep, []).state is EndpointState.ready
     # Its NLB stays while it sleeps, so it keeps its endpoint
-    woken = serving.with_load_balancer(serving.to_status(SERVER, asleep, []), fixture("service_ready"))
+    woken = serving_status.with_load_balancer(serving_status.to_status(SERVER, asleep, []), fixture("service_ready"))
     assert woken.state is EndpointState.ready and woken.endpoint is not None
     asleep["metadata"]["annotations"]["ministudio.io/min-replicas"] = "1"
-    assert serving.to_status(SERVER, asleep, []).state is EndpointState.deploying
+    assert serving_status.to_status(SERVER, asleep, []).state is EndpointState.deploying
 
 
 def test_a_deployment_being_deleted_is_deleting() -> None:
-    assert serving.to_status(SERVER, fixture("deployment_deleting"), []).state is EndpointState.deleting
+    assert serving_status.to_status(SERVER, fixture("deployment_deleting"), []).state is EndpointState.deleting
 
 
 # --- capacity ----------------------------------------------------------------------------------------------------

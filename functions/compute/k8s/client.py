@@ -1,11 +1,17 @@
-"""A small JSON client for the Kubernetes API, on top of `kubernetes.client.ApiClient`, built without kubeconfig.
+"""The Kubernetes API through the official client's typed APIs, built without kubeconfig.
 
 `KubeClient.from_eks(settings)` asks `eks:DescribeCluster` for the API endpoint and CA, and gives the ApiClient's
-configuration a refresh hook that returns a current EKS token (token.py) on every request. Objects go in and come
-out as plain dicts (the manifests in rayjob.py/serving.py are dicts, and so are custom resources): the generated
-model classes would add a round trip through pydantic for nothing, and change between client releases. The
-ApiClient still does the HTTP (TLS with the cluster's CA, auth header, pooling), so tests fake exactly its
-transport: an HTTP server on 127.0.0.1 that replays recorded API responses.
+configuration a refresh hook that returns a current EKS token (token.py) on every request.
+
+Built-in kinds go through `AppsV1Api`/`CoreV1Api`, RayJob and ScaledObject through `CustomObjectsApi`; `Resource`
+picks the generated method for a verb, so a backend says `client.resource(DEPLOYMENTS, ns).get(name)`. Objects go
+in as dicts (the manifests in rayjob.py/serving.py are dicts; the typed APIs check a built-in kind's dict against
+its model before sending it) and come back as the server's JSON (`_preload_content=False`): custom resources have no
+model, the readers take dicts, and building models only to turn them back into dicts would cost a Lambda for
+nothing. Not `DynamicClient`: it asks the server for its API groups before its first call, round trips on every
+cold start that buy nothing for kinds known in advance. The ApiClient does the HTTP (TLS with the cluster's CA,
+auth header, pooling), so tests fake exactly its transport: an HTTP server on 127.0.0.1 that replays recorded API
+responses.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from functions.compute.k8s.token import TokenSource
@@ -29,12 +37,12 @@ MERGE_PATCH = "application/merge-patch+json"
 class KubeError(RuntimeError):
     """The API server refused a request (or could not be reached); `status` is its HTTP status, 0 when unreachable."""
 
-    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+    def __init__(self, action: str, status: int, body: Any) -> None:
         self.status = status
         self.body = body
         self.reason = body.get("reason") if isinstance(body, dict) else None
         detail = body.get("message") if isinstance(body, dict) else str(body or "")[:500]
-        super().__init__(f"Kubernetes API {method} {path} → {status or 'unreachable'}: {detail or '(no message)'}")
+        super().__init__(f"Kubernetes API {action} → {status or 'unreachable'}: {detail or '(no message)'}")
 
 
 class NotFound(KubeError):
@@ -52,23 +60,89 @@ class Forbidden(KubeError):
 _ERRORS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 403: Forbidden}
 
 
-def path(api_version: str, plural: str, namespace: str | None = None, name: str | None = None) -> str:
-    """`/api/v1/...` for the core group, `/apis/{group}/{version}/...` for the rest; namespaced when given one."""
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    where = f"/namespaces/{namespace}" if namespace else ""
-    return f"{base}{where}/{plural}" + (f"/{name}" if name else "")
+@dataclass(frozen=True)
+class Kind:
+    """How the typed APIs name a kind. A built-in one by its API class (`api`, a KubeClient attribute) and the suffix
+    of the generated methods (`read_namespaced_deployment`); a custom resource by group, version and plural."""
+
+    api: str
+    name: str
+    group: str = ""
+    version: str = ""
+    namespaced: bool = True
+
+    @classmethod
+    def custom(cls, api_version: str, plural: str) -> Kind:
+        group, version = api_version.split("/")
+        return cls("custom", plural, group, version)
+
+
+DEPLOYMENTS = Kind("apps", "deployment")
+SERVICES = Kind("core", "service")
+SECRETS = Kind("core", "secret")
+PODS = Kind("core", "pod")
+EVENTS = Kind("core", "event")
+NODES = Kind("core", "node", namespaced=False)
+
+
+class Resource:
+    """One kind in one namespace, or across the cluster where `namespace` is None (for `list`)."""
+
+    def __init__(self, client: KubeClient, kind: Kind, namespace: str | None) -> None:
+        self.client, self.kind, self.namespace = client, kind, namespace
+
+    def get(self, name: str) -> dict[str, Any]:
+        return dict(self._call("read", name=name))
+
+    def list(self, label_selector: str | None = None, field_selector: str | None = None) -> list[Any]:
+        selectors = {k: v for k, v in (("label_selector", label_selector), ("field_selector", field_selector)) if v}
+        return list(self._call("list", **selectors).get("items") or [])
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("create", body=body))
+
+    def patch(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch: works the same on built-in kinds and custom resources (strategic merge does not)."""
+        return dict(self._call("patch", name=name, body=body, content_type=MERGE_PATCH))
+
+    def delete(self, name: str, propagation: str = "Foreground") -> dict[str, Any]:
+        """Foreground: the object stays (with a deletionTimestamp) until what it owns is gone, so a later GET that
+        answers 404 means the pods are gone too."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        return dict(self._call("delete", name=name, body=body))
+
+    def _call(self, verb: str, **kwargs: Any) -> Any:
+        kind, ns = self.kind, self.namespace
+        if kind.api == "custom":
+            verb = "get" if verb == "read" else verb
+            method = f"{verb}_{'namespaced' if ns else 'cluster'}_custom_object"
+            kwargs.update(group=kind.group, version=kind.version, plural=kind.name)
+        elif ns:
+            method = f"{verb}_namespaced_{kind.name}"
+        else:
+            method = f"{verb}_{kind.name}_for_all_namespaces" if kind.namespaced else f"{verb}_{kind.name}"
+        if ns:
+            kwargs["namespace"] = ns
+        where = "/".join(p for p in (ns, kwargs.get("name")) if p)
+        action = f"{verb} {kind.name}{f'.{kind.group}' if kind.group else ''} {where}".rstrip()
+        return self.client.call(getattr(getattr(self.client, kind.api), method), action, **kwargs)
 
 
 class KubeClient:
     def __init__(self, api_client: ApiClient, *, timeout_seconds: float = 15.0) -> None:
+        from kubernetes.client import AppsV1Api, CoreV1Api, CustomObjectsApi
+
         self.api = api_client
         self.timeout_seconds = timeout_seconds
+        self.apps = AppsV1Api(api_client)
+        self.core = CoreV1Api(api_client)
+        self.custom = CustomObjectsApi(api_client)
 
     @classmethod
     def from_eks(cls, settings: Settings, *, eks: Any = None, session: Any = None) -> KubeClient:
         """Endpoint and CA from DescribeCluster, a token per request; `eks`/`session` are boto3 objects (tests)."""
         if not settings.eks_cluster_name:
-            raise KubeError("GET", "eks:DescribeCluster", 0, "EKS_CLUSTER_NAME is not set: name the cluster to use")
+            raise KubeError("eks:DescribeCluster", 0, "EKS_CLUSTER_NAME is not set: name the cluster to use")
         import boto3
 
         session = session or boto3.Session(region_name=settings.aws_region)
@@ -95,68 +169,50 @@ class KubeClient:
             config.refresh_api_key_hook = refresh  # type: ignore[assignment]  # the client types it as None
         return cls(ApiClient(config))
 
-    # --- verbs ------------------------------------------------------------------------------------------------
-    def get(self, url: str) -> dict[str, Any]:
-        return dict(self.request("GET", url))
+    def resource(self, kind: Kind, namespace: str | None = None) -> Resource:
+        return Resource(self, kind, namespace)
 
-    def list(self, url: str, label_selector: str | None = None, field_selector: str | None = None) -> list[Any]:
-        query = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
-        return list(self.request("GET", url, query=query).get("items") or [])
-
-    def create(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.request("POST", url, body=body))
-
-    def patch(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        """JSON merge patch: works the same on built-in kinds and custom resources (strategic merge does not)."""
-        return dict(self.request("PATCH", url, body=body, content_type=MERGE_PATCH))
-
-    def delete(self, url: str, propagation: str = "Foreground") -> dict[str, Any]:
-        """Foreground: the object stays (with a deletionTimestamp) until what it owns is gone, so a later GET that
-        answers 404 means the pods are gone too."""
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
-        return dict(self.request("DELETE", url, body=body))
-
-    def text(self, url: str, query: dict[str, Any] | None = None) -> str:
-        result = self.request("GET", url, query=query, accept="text/plain")
+    def pod_log(self, namespace: str, pod: str, tail: int) -> str:
+        """The pod's (only) container's last `tail` lines."""
+        result = self.call(
+            self.core.read_namespaced_pod_log,
+            f"read pod log {namespace}/{pod}",
+            name=pod,
+            namespace=namespace,
+            tail_lines=tail,
+            _headers={"Accept": "text/plain"},
+        )
         return result if isinstance(result, str) else json.dumps(result)
 
     def close(self) -> None:
         self.api.close()
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: Any = None,
-        query: dict[str, Any] | None = None,
-        content_type: str = JSON,
-        accept: str = JSON,
-    ) -> Any:
+    def call(
+        self, method: Callable[..., Any], action: str, *, content_type: str = JSON, **kwargs: Any
+    ) -> dict[str, Any] | str:
+        """One typed-API call, answered as the server's JSON (text where it sends text); refusals as `KubeError`."""
         import urllib3
+        from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": accept}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        params = [(k, str(v)) for k, v in (query or {}).items()] or None
-        method, full_url, headers, body, _ = self.api.param_serialize(
-            method, url, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
+        if kwargs.get("body") is not None:
+            # Patch methods take the type as `_content_type`; create and delete ignore it and send none of their own.
+            kwargs.update(_content_type=content_type, _headers={"Content-Type": content_type})
         try:
-            response = self.api.call_api(
-                method, full_url, header_params=headers, body=body, _request_timeout=self.timeout_seconds
-            )
-            raw = response.read()
+            response = method(**kwargs, _preload_content=False, _request_timeout=self.timeout_seconds)
+            try:
+                raw = response.data
+            finally:
+                response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
-            raise KubeError(method, url, 0, f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:  # the client wraps TLS failures in ApiException(status=0)
-            if getattr(exc, "status", None) == 0:
-                raise KubeError(method, url, 0, getattr(exc, "reason", None) or str(exc)) from exc
-            raise
-        data = _decode(raw, response.getheader("content-type") or "")
-        if not 200 <= response.status < 300:
-            raise _ERRORS.get(response.status, KubeError)(method, url, response.status, data)
-        return data
+            raise KubeError(action, 0, f"{type(exc).__name__}: {exc}") from exc
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            if status == 0:  # the client wraps TLS failures in ApiException(status=0)
+                raise KubeError(action, 0, exc.reason or str(exc)) from exc
+            content = (exc.headers or {}).get("content-type") or ""
+            body = _decode((exc.body or "").encode() if isinstance(exc.body, str) else exc.body, content)
+            raise _ERRORS.get(status, KubeError)(action, status, body) from exc
+        return _decode(raw, response.headers.get("content-type") or "")
 
 
 class ClientHolder:

@@ -7,7 +7,8 @@ therefore checks that the adapter lives where the servers will look and records 
 annotation, which does not roll the pods), so `status` lists it. One server serves its base model and every adapter,
 so an adapter's endpoint is the deployment's.
 
-The endpoint is the Service's internal NLB (serving.py): `ready` needs ready pods and the load balancer's hostname.
+The endpoint is the Service's internal NLB (serving.py): `ready` needs ready pods and the load balancer's hostname
+(serving_status.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,26 @@ import contextlib
 import json
 from typing import Any
 
-from functions.compute.k8s import serving
-from functions.compute.k8s.client import ClientHolder, Conflict, KubeClient, KubeError, NotFound, path
+from functions.compute.k8s import serving, serving_status
+from functions.compute.k8s.client import (
+    DEPLOYMENTS,
+    EVENTS,
+    PODS,
+    SECRETS,
+    SERVICES,
+    ClientHolder,
+    Conflict,
+    Kind,
+    KubeClient,
+    KubeError,
+    NotFound,
+    Resource,
+)
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, EndpointStatus, ServingSpec
 from functions.core.settings import Settings, get_settings
 
 _ATTEMPTS = 5  # optimistic-concurrency retries for annotation updates racing each other
+SCALED_OBJECTS = Kind.custom(serving.SCALED_OBJECT[0], serving.SCALED_OBJECT[2])
 
 
 class EksServingBackend(ClientHolder):
@@ -30,14 +45,8 @@ class EksServingBackend(ClientHolder):
     def __init__(self, settings: Settings | None = None, *, client: KubeClient | None = None) -> None:
         super().__init__(settings or get_settings(), client)
 
-    def _urls(self, name: str | None = None) -> dict[str, str]:
-        ns = self.settings.eks_namespace
-        api_version, _, plural = serving.SCALED_OBJECT
-        return {
-            "deployment": path("apps/v1", "deployments", ns, name),
-            "service": path("v1", "services", ns, name),
-            "scaled_object": path(api_version, plural, ns, name),
-        }
+    def _in_namespace(self, kind: Kind) -> Resource:
+        return self.client.resource(kind, self.settings.eks_namespace)
 
     # --- the protocol ---------------------------------------------------------------------------------------
     def deploy(self, spec: ServingSpec) -> EndpointStatus:
@@ -46,48 +55,47 @@ class EksServingBackend(ClientHolder):
         s = self.settings
         serving.replica_range(spec.min_replicas, spec.max_replicas)  # refuse a bad range before creating anything
         self._put_secret()
-        collections = self._urls()
         bodies = {
-            "deployment": serving.render_deployment(spec, s),
-            "service": serving.render_service(spec, s),
-            "scaled_object": serving.render_scaled_object(spec, s),
+            DEPLOYMENTS: serving.render_deployment(spec, s),
+            SERVICES: serving.render_service(spec, s),
+            SCALED_OBJECTS: serving.render_scaled_object(spec, s),
         }
         for kind, body in bodies.items():
             with contextlib.suppress(Conflict):  # already there: deploy is idempotent by name
-                self.client.create(collections[kind], body)
+                self._in_namespace(kind).create(body)
         return self.status(spec.name)
 
     def status(self, name: str) -> EndpointStatus:
         try:
-            deployment = self.client.get(self._urls(name)["deployment"])
+            deployment = self._in_namespace(DEPLOYMENTS).get(name)
         except NotFound:
             return EndpointStatus(name, EndpointState.missing)
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
         pods: list[dict[str, Any]] = []
         if not ready:  # only then do the pods' reasons matter (unschedulable, image pull, crash loop)
             selector = f"{serving.POD_DEPLOYMENT_LABEL}={name}"
-            pods = self.client.list(path("v1", "pods", self.settings.eks_namespace), label_selector=selector)
-        status = serving.to_status(name, deployment, pods)
+            pods = self._in_namespace(PODS).list(label_selector=selector)
+        status = serving_status.to_status(name, deployment, pods)
         if status.state is not EndpointState.ready:
             return status
         # Pods are ready: the endpoint is the Service's load balancer, once the controller has provisioned it.
         try:
-            service: dict[str, Any] | None = self.client.get(self._urls(name)["service"])
+            service: dict[str, Any] | None = self._in_namespace(SERVICES).get(name)
         except NotFound:
             service = None
         events = self._service_events(name) if service and not serving.load_balancer_url(service) else []
-        return serving.with_load_balancer(status, service, events)
+        return serving_status.with_load_balancer(status, service, events)
 
     def scale(self, name: str, min_replicas: int, max_replicas: int) -> EndpointStatus:
         """The ScaledObject owns the range; the Deployment's replicas are moved into it at once, so a shrunk maximum
         does not wait for KEDA's next poll."""
         bounds = serving.replica_range(min_replicas, max_replicas)
-        urls = self._urls(name)
+        deployments = self._in_namespace(DEPLOYMENTS)
         try:
-            current = self.client.get(urls["deployment"])
+            current = deployments.get(name)
         except NotFound:
             return EndpointStatus(name, EndpointState.missing)
-        self.client.patch(urls["scaled_object"], {"spec": bounds})
+        self._in_namespace(SCALED_OBJECTS).patch(name, {"spec": bounds})
         replicas = int((current.get("spec") or {}).get("replicas") or 0)
         patch = {
             "metadata": {
@@ -95,17 +103,16 @@ class EksServingBackend(ClientHolder):
             },
             "spec": {"replicas": min(max(replicas, min_replicas), max_replicas)},
         }
-        self.client.patch(urls["deployment"], patch)
+        deployments.patch(name, patch)
         return self.status(name)
 
     def delete(self, name: str) -> EndpointStatus:
         """ScaledObject first, so KEDA stops scaling what is being removed; the Deployment goes in the foreground,
         so `deleting` lasts until its pods are gone and a later call answers `missing`."""
-        urls = self._urls(name)
         found = False
-        for kind in ("scaled_object", "service", "deployment"):
+        for kind in (SCALED_OBJECTS, SERVICES, DEPLOYMENTS):
             try:
-                self.client.delete(urls[kind])
+                self._in_namespace(kind).delete(name)
                 found = True
             except NotFound:
                 continue
@@ -138,17 +145,17 @@ class EksServingBackend(ClientHolder):
     def _put_secret(self) -> None:
         """The server key Secret, written on every deploy so a rotated INFERENCE_API_KEY reaches new pods."""
         body = serving.render_secret(self.settings)
-        ns = self.settings.eks_namespace
+        secrets = self._in_namespace(SECRETS)
         try:
-            self.client.create(path("v1", "secrets", ns), body)
+            secrets.create(body)
         except Conflict:
-            self.client.patch(path("v1", "secrets", ns, serving.SECRET_NAME), {"stringData": body["stringData"]})
+            secrets.patch(serving.SECRET_NAME, {"stringData": body["stringData"]})
 
     def _service_events(self, name: str) -> list[dict[str, Any]]:
         """Events about the Service (the load balancer controller reports failures there); best effort."""
         selector = f"involvedObject.kind=Service,involvedObject.name={name}"
         try:
-            return self.client.list(path("v1", "events", self.settings.eks_namespace), field_selector=selector)
+            return self._in_namespace(EVENTS).list(field_selector=selector)
         except KubeError:
             return []
 
@@ -162,10 +169,10 @@ class EksServingBackend(ClientHolder):
         return serving.adapter_source(self.settings).format(tenant=tenant, job_id=job_id)
 
     def _change_adapters(self, name: str, change: Any) -> EndpointStatus:
-        url = self._urls(name)["deployment"]
+        deployments = self._in_namespace(DEPLOYMENTS)
         for _ in range(_ATTEMPTS):
             try:
-                current = self.client.get(url)
+                current = deployments.get(name)
             except NotFound:
                 raise LookupError(f"deployment {name} does not exist on the cluster") from None
             meta = current.get("metadata") or {}
@@ -181,7 +188,7 @@ class EksServingBackend(ClientHolder):
                 }
             }
             try:
-                self.client.patch(url, patch)
+                deployments.patch(name, patch)
             except Conflict:
                 continue
             return self.status(name)
