@@ -56,6 +56,9 @@ class DeploymentOut(BaseModel):
     ready_replicas: int
     adapters: list[str]
     error: DeploymentError | None
+    status_message: str | None = Field(
+        None, description="Why it is where it is now, e.g. restarting after its server exited (attempt 1 of 3)"
+    )
     ready_at: int | None
     deleted_at: int | None
 
@@ -84,6 +87,7 @@ class DeploymentOut(BaseModel):
             ready_replicas=d.ready_replicas,
             adapters=[a for a in d.adapters if _tenant_of(a) == d.client_code],
             error=DeploymentError(**d.error) if d.error else None,
+            status_message=d.status_message,
             ready_at=d.ready_at,
             deleted_at=d.deleted_at,
         )
@@ -111,7 +115,7 @@ class ChatProxyRequest(BaseModel):
     model: str
     messages: list[dict[str, Any]]
     stream: bool | None = False
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)  # stored in the usage log, like X-User-ID: same cap
 
 
 class CompletionProxyRequest(BaseModel):
@@ -120,7 +124,7 @@ class CompletionProxyRequest(BaseModel):
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
     stream: bool | None = False
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)  # stored in the usage log, like X-User-ID: same cap
 
 
 class UsageRow(BaseModel):

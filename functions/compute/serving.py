@@ -76,6 +76,7 @@ class EndpointStatus:
     adapters: tuple[str, ...] = ()  # model ids of adapters the backend has attached
     message: str | None = None
     backend_id: str | None = None  # pid, Kubernetes uid, SageMaker ARN
+    restarting: bool = False  # its server exited and the backend is bringing it back (`message` says how far)
 
 
 class ServingBackend(Protocol):

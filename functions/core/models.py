@@ -216,6 +216,7 @@ class Deployment(Record):
     ready_replicas: int = 0
     adapters: list[str] = Field(default_factory=list)
     error: dict[str, Any] | None = None
+    status_message: str | None = None  # why it is where it is, e.g. restarting after its server exited
     source: str = "api"  # api | seed
     created_at: int = Field(default_factory=now)
     updated_at: int = Field(default_factory=now)

@@ -15,6 +15,7 @@ from functions.compute.serving import AdapterSpec, EndpointState, EndpointStatus
 from functions.core.models import Deployment, DeploymentStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
+from functions.deployments import redact
 from functions.deployments.service import invalidate_route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -127,8 +128,14 @@ def refresh(
         if host is None or (host.status in (D.failed, D.deleted) and not host.dedicated):
             return _fail(store, cache, deployment, "host_lost", "the server hosting this adapter is gone") or deployment
         if host.status == D.failed:
-            why = (host.error or {}).get("message", "failed")
-            return _fail(store, cache, deployment, "host_failed", f"the host server failed: {why}") or deployment
+            return _fail(store, cache, deployment, "host_failed", _host_failure(deployment, host)) or deployment
+        if deployment.status == D.ready and host.status == D.deploying and host.status_message:
+            # The server is restarting: the adapter comes back with it (reloaded at start), and is re-attached below.
+            moved = store.deployments.transition(
+                deployment.id, [D.ready.value], D.deploying.value, status_message=host.status_message
+            )
+            invalidate_route(cache, deployment.client_code, deployment.model)
+            return moved or store.deployments.get(deployment.id) or deployment
         if deployment.status == D.deploying and host.status == D.ready:
             _attach(store, backend, cache, settings, deployment)
         return store.deployments.get(deployment.id) or deployment
@@ -150,12 +157,23 @@ def apply(
         "adapters": list(status.adapters),
     }
     if status.state == EndpointState.ready:
-        moved = store.deployments.transition(deployment.id, MOVING, D.ready.value, ready_at=now(), **fields)
+        moved = store.deployments.transition(
+            deployment.id, MOVING, D.ready.value, ready_at=now(), status_message=None, **fields
+        )
         if moved is None:
             moved = store.deployments.update(deployment.id, [D.ready.value], **fields)
         if moved is not None:
             invalidate_route(cache, moved.client_code, moved.model)
             return moved
+    elif status.state == EndpointState.deploying and status.restarting:
+        # Its server exited and the backend is restarting it (the backend bounds the attempts): not ready meanwhile.
+        moved = store.deployments.transition(
+            deployment.id, [D.ready.value], D.deploying.value, status_message=status.message, **fields
+        )
+        if moved is not None:
+            invalidate_route(cache, moved.client_code, moved.model)
+            return moved
+        return store.deployments.update(deployment.id, MOVING, status_message=status.message, **fields) or deployment
     elif status.state == EndpointState.deploying:
         overdue = now() - deployment.created_at > settings.serving_ready_timeout_seconds
         if overdue and deployment.dedicated:
@@ -220,17 +238,28 @@ def _fail(
     expected: list[str] | None = None,
     **fields: Any,
 ) -> Deployment | None:
+    """The owner reads what went wrong for it, redacted (a shared server's messages name other tenants); the
+    operator's log gets the whole message."""
+    shown = redact.for_tenant(message, own=[deployment.model])
     failed = store.deployments.transition(
         deployment.id,
         expected or [*MOVING, D.ready.value],
         D.failed.value,
-        error={"code": code, "message": message},
+        error={"code": code, "message": shown},
+        status_message=None,
         **fields,
     )
     invalidate_route(cache, deployment.client_code, deployment.model)
     if failed is not None:
-        log("warning", "deployment failed", deployment_id=deployment.id, code=code, reason=message[:500])
+        log("warning", "deployment failed", deployment_id=deployment.id, code=code, reason=message)
     return failed
+
+
+def _host_failure(deployment: Deployment, host: Deployment) -> str:
+    """A rider learns that its server failed; the host's own reason only when the host is the rider's tenant's."""
+    if host.client_code == deployment.client_code:
+        return f"the server hosting this adapter failed: {(host.error or {}).get('message', 'failed')}"
+    return "the shared server hosting this adapter failed"
 
 
 def _endpoint(status: EndpointStatus) -> dict[str, Any] | None:

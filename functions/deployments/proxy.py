@@ -4,6 +4,8 @@ HTTP deployments (local, EKS) get the request with the server key (over aiohttp)
 `invoke_endpoint[_with_response_stream]`. The forwarded body's `model` is always the routed one, so a caller can
 never reach another tenant's adapter on a shared server by naming it. Streams pass through chunk by chunk; the
 server is always asked for a final usage chunk (for the log), which reaches the caller only if it asked for one.
+A server's error answer is re-shaped into the route's error body, and a stream that breaks (or ends without
+`data: [DONE]`) ends with an error event instead of looking like a normal end (functions/deployments/proxy_errors.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from functions.core.errors import DomainError
 from functions.core.models import InferenceLog
 from functions.core.observability import log
 from functions.core.settings import Settings
+from functions.deployments import proxy_errors
+from functions.deployments.proxy_errors import UpstreamError
 from functions.deployments.routing import Route
 from functions.store.mongo import Store
 
@@ -34,10 +38,12 @@ if TYPE_CHECKING:  # imported on first use: the API's cold start does not pay fo
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
 
 
-class UpstreamError(DomainError):
-    status_code = 502
-    error_type = "server_error"
-    code = "upstream_unavailable"
+__all__ = ["Call", "UpstreamError", "close_sessions", "forward", "keep_event", "session", "sse_events"]
+_DONE = b"data: [DONE]"
+
+
+class StreamCut(Exception):
+    """The upstream stream ended without `data: [DONE]` (a server that died between two events)."""
 
 
 @dataclass
@@ -130,21 +136,25 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
     if settings.inference_api_key is not None:
         headers["Authorization"] = f"Bearer {settings.inference_api_key.get_secret_value()}"
     timeout = aiohttp.ClientTimeout(total=settings.proxy_timeout_seconds)
+    content = b""
     try:
         upstream = await session().post(f"{call.route.url}{call.path}", data=payload, headers=headers, timeout=timeout)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        call.record(store, 502, f"{type(exc).__name__}: {exc}")
+        if not call.stream or upstream.status >= 400:
+            try:
+                content = await upstream.read()
+            finally:
+                upstream.release()
+    except (aiohttp.ClientError, TimeoutError) as exc:  # no answer, or the server died while sending it
+        log("warning", "inference server did not answer", deployment_id=call.route.deployment_id, error=repr(exc))
+        call.record(store, 502, f"the inference server did not answer ({type(exc).__name__})")
         raise UpstreamError(f"deployment {call.route.deployment_id} did not answer: {type(exc).__name__}") from exc
-    if not call.stream or upstream.status >= 400:
-        try:
-            content = await upstream.read()
-        finally:
-            upstream.release()
+    if upstream.status >= 400:
+        raise rejected(call, upstream.status, content, store)
+    if not call.stream:
         call.take_usage_from(content)
-        error = None if upstream.status < 400 else content[:500].decode(errors="replace")
         media = upstream.headers.get("content-type", "application/json")
         # The usage log is written after the answer has gone: the caller never waits for MongoDB.
-        log_it = BackgroundTask(call.record, store, upstream.status, error)
+        log_it = BackgroundTask(call.record, store, upstream.status, None)
         return Response(content, status_code=upstream.status, media_type=media, background=log_it)
     return StreamingResponse(
         _relay(call, upstream, wants_usage, store),
@@ -154,19 +164,50 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
     )
 
 
-async def _relay(call: Call, upstream: aiohttp.ClientResponse, wants_usage: bool, store: Store) -> AsyncIterator[bytes]:
-    import aiohttp
+def rejected(call: Call, status: int, content: bytes, store: Store) -> DomainError:
+    """A server's error answer: logged whole for the operator; for the caller, its message only, in the route's
+    error shape with the caller's request id (the API's error handlers shape DomainErrors)."""
+    body = content[:2000].decode(errors="replace")
+    log("warning", "inference server answered an error", deployment_id=call.route.deployment_id, body=body)
+    error = proxy_errors.rejected(status, content, [call.route.model])
+    call.record(store, error.status_code, error.message)
+    return error
 
-    status, error = upstream.status, None
+
+async def _relay(call: Call, upstream: aiohttp.ClientResponse, wants_usage: bool, store: Store) -> AsyncIterator[bytes]:
     try:
-        async for event in sse_events(upstream.content.iter_any()):
-            if not keep_event(call, event, wants_usage):
-                continue
+        async for event in relay_events(call, sse_events(upstream.content.iter_any()), wants_usage, store):
             yield event
-    except (aiohttp.ClientError, TimeoutError) as exc:  # the server died mid-stream: the stream ends early
-        status, error = 502, f"stream broken: {type(exc).__name__}: {exc}"
     finally:
         upstream.release()
+
+
+async def relay_events(
+    call: Call, events: AsyncIterator[bytes], wants_usage: bool, store: Store
+) -> AsyncIterator[bytes]:
+    """Pass whole events on. A stream that breaks, or ends without `data: [DONE]`, ends with an error event for the
+    caller (never a silent, normal-looking end), a warning for the operator and status 502 in the usage log."""
+    status, error = 200, None
+    try:
+        async for event in events:
+            if event.strip() == _DONE:
+                yield _DONE + b"\n\n"
+                return
+            if not event.endswith(b"\n\n"):
+                raise StreamCut("the stream ended inside an event")
+            if (failure := _error_in(event)) is not None:  # the server's own error event: re-shaped, and the end
+                status, error = 502, "the inference server sent an error mid-stream"
+                yield proxy_errors.upstream_event_error(failure, call.request_id, [call.route.model])
+                return
+            if keep_event(call, event, wants_usage):
+                yield event
+        raise StreamCut("the stream ended without data: [DONE]")
+    except Exception as exc:  # the server died mid-stream: a broken connection, or an end that came too soon
+        status, error = 502, f"the answer was cut off ({type(exc).__name__})"
+        where = {"deployment_id": call.route.deployment_id, "request_id": call.request_id}
+        log("warning", "inference stream interrupted", **where, error=repr(exc))
+        yield proxy_errors.interrupted(call.request_id)
+    finally:
         call.record(store, status, error)
 
 
@@ -180,6 +221,17 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield event + b"\n\n"
     if buffer.strip():
         yield buffer
+
+
+def _error_in(event: bytes) -> dict[str, Any] | None:
+    text = event.strip()
+    if not text.startswith(b"data:") or b'"error"' not in text:
+        return None
+    with contextlib.suppress(ValueError):
+        data = json.loads(text[5:])
+        if isinstance(data, dict) and data.get("error"):
+            return data
+    return None
 
 
 def keep_event(call: Call, event: bytes, wants_usage: bool) -> bool:

@@ -1,5 +1,7 @@
 """The proxy's SageMaker leg: `invoke_endpoint` (and its streaming variant) on the routed endpoint and inference
-component. boto3 calls block, so they run in a worker thread; stream parts are relayed as they arrive."""
+component. boto3 calls block, so they run in a worker thread; stream parts are relayed as they arrive, through the
+same relay as HTTP streams (a broken stream ends with an error event). The container's own error answers are
+re-shaped like the HTTP leg's."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from functions.compute.serving import Endpoint
+from functions.core.observability import log
 from functions.core.settings import Settings
 from functions.store.mongo import Store
 
@@ -18,34 +21,26 @@ _DONE = object()
 
 async def forward(call: Any, payload: bytes, wants_usage: bool, store: Store, settings: Settings) -> Response:
     from functions.compute import sagemaker_invoke
-    from functions.deployments.proxy import UpstreamError, keep_event, sse_events
+    from functions.deployments.proxy import UpstreamError, rejected, relay_events, sse_events
 
     route = call.route
     endpoint = Endpoint(kind="sagemaker", target=route.target, component=route.component)
     if not call.stream:
         try:
             content = await asyncio.to_thread(sagemaker_invoke.invoke, endpoint, payload, settings=settings)
-        except Exception as exc:  # ModelError and friends: the endpoint's own answer, logged and passed on as 502
-            call.record(store, 502, f"{type(exc).__name__}: {exc}")
-            raise UpstreamError(f"SageMaker endpoint {route.target} failed: {type(exc).__name__}: {exc}") from exc
+        except sagemaker_invoke.InvokeError as exc:  # the container's answer (ModelError) or SageMaker's refusal
+            raise rejected(call, exc.status_code, exc.body, store) from exc
+        except Exception as exc:  # no answer at all: the operator's log has why, the caller a 502
+            log("warning", "SageMaker endpoint did not answer", deployment_id=route.deployment_id, error=repr(exc))
+            call.record(store, 502, f"the endpoint did not answer ({type(exc).__name__})")
+            raise UpstreamError(f"deployment {route.deployment_id} did not answer: {type(exc).__name__}") from exc
         call.take_usage_from(content)
         call.record(store, 200)
         return Response(content, media_type="application/json")
 
     parts = sagemaker_invoke.invoke_stream(endpoint, payload, settings=settings)
-
-    async def relay() -> AsyncIterator[bytes]:
-        status, error = 200, None
-        try:
-            async for event in sse_events(_aiter(parts)):
-                if keep_event(call, event, wants_usage):
-                    yield event
-        except Exception as exc:  # the stream broke: the caller sees it end early, the log says why
-            status, error = 502, f"{type(exc).__name__}: {exc}"
-        finally:
-            call.record(store, status, error)
-
-    return StreamingResponse(relay(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    relay = relay_events(call, sse_events(_aiter(parts)), wants_usage, store)
+    return StreamingResponse(relay, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 async def _aiter(parts: Iterator[bytes]) -> AsyncIterator[bytes]:

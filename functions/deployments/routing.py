@@ -12,12 +12,14 @@ from typing import Any
 
 from functions.compute.serving import ServingBackend
 from functions.core.errors import NotFound, ServiceUnavailable
-from functions.core.models import DeploymentStatus
+from functions.core.models import Deployment, DeploymentStatus
 from functions.core.settings import Settings
 from functions.deployments.dispatch import refresh_quietly
 from functions.deployments.service import route_key
 from functions.store.cache import Cache
 from functions.store.mongo import Store
+
+_LOOK_BACK = 100  # the tenant's newest deployments searched for a failed one of the asked model
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ def resolve(
         return Route.of(cached)
     live = store.deployments.live_for_model(client_code, model)
     if not live:
+        failed = _failed(store, client_code, model)
+        if failed is not None:
+            raise _deployment_failed(failed, model)
         raise NotFound(
             f"model {model!r} has no deployment of yours; deploy it with POST /v1/deployments",
             param="model",
@@ -60,9 +65,12 @@ def resolve(
         deployment = refresh_quietly(
             store, backend, cache, settings, deployment
         )  # it may have come up since the last look
+    if deployment.status == DeploymentStatus.failed:  # it failed while we looked
+        raise _deployment_failed(deployment, model)
     if deployment.status != DeploymentStatus.ready or not deployment.endpoint:
+        doing = deployment.status.value + (f" ({deployment.status_message})" if deployment.status_message else "")
         raise ServiceUnavailable(
-            f"deployment {deployment.id} of model {model!r} is {deployment.status.value}; retry when it is ready",
+            f"deployment {deployment.id} of model {model!r} is {doing}; retry when it is ready",
             param="model",
             code="model_not_ready",
         )
@@ -77,3 +85,21 @@ def resolve(
     )
     cache.set_json(key, asdict(route), settings.routing_cache_ttl_seconds)
     return route
+
+
+def _failed(store: Store, client_code: str, model: str) -> Deployment | None:
+    """The tenant's newest deployment of `model` when that one failed (a deleted one means: not deployed)."""
+    for doc in store.deployments.page(client_code, None, _LOOK_BACK).items:
+        if doc.get("model") == model:
+            newest = Deployment.model_validate(doc)
+            return newest if newest.status == DeploymentStatus.failed else None
+    return None
+
+
+def _deployment_failed(deployment: Deployment, model: str) -> ServiceUnavailable:
+    why = (deployment.error or {}).get("message") or "no reason recorded"
+    return ServiceUnavailable(
+        f"your deployment {deployment.id} of model {model!r} failed: {why}; redeploy it with POST /v1/deployments",
+        param="model",
+        code="deployment_failed",
+    )

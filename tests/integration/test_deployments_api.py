@@ -171,7 +171,9 @@ def test_adapters_ride_on_the_base_server_and_a_corrupt_one_fails_alone(
     for model in (good, str(tiny_dir)):  # the server keeps serving the adapter and the base model
         reply = client.post("/v1/chat/completions", json=_chat(model), headers=acme)
         assert reply.status_code == 200 and reply.json()["model"] == model, reply.text
-    assert client.post("/v1/chat/completions", json=_chat(bad), headers=acme).status_code == 404
+    failed_chat = client.post("/v1/chat/completions", json=_chat(bad), headers=acme)  # says that it failed, and why
+    assert failed_chat.status_code == 503 and failed_chat.json()["error"]["code"] == "deployment_failed"
+    assert "Invalid LoRA adapter" in failed_chat.json()["error"]["message"]
 
     # Deleting the base keeps the server while the adapter rides on it; the adapter's deletion releases it.
     client.delete(f"/v1/deployments/{base['id']}", headers=acme)

@@ -72,6 +72,9 @@ def test_stored_free_text_headers_over_their_cap_are_a_400_naming_the_header(
     long_key = {**acme, "Idempotency-Key": "k" * 256}
     job = client.post("/v1/fine_tuning/jobs", headers=long_key, json={"model": BASE, "training_file": "file-x"})
     assert job.status_code == 400 and job.json()["error"]["param"] == "Idempotency-Key"
+    # The body's `user` is stored the same way as X-User-ID, under the same cap
+    long_body_user = client.post("/v1/chat/completions", headers=acme, json={**chat, "user": "u" * 257})
+    assert long_body_user.status_code == 400 and long_body_user.json()["error"]["param"] == "user"
 
 
 def stalled_request(port: int, path: str, headers: Headers, timeout: float) -> tuple[bytes, float]:
