@@ -32,7 +32,7 @@ from typing import Any
 
 from functions.compute import base, local_runs, machine, subprocs
 from functions.compute.base import RunState, RunStatus, TrainingSpec
-from functions.compute.subprocs import child_setup, kill_if_same, resolve_command, signal_group, write_json
+from functions.compute.subprocs import kill_if_same, resolve_command, signal_group, write_json
 from functions.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -216,17 +216,7 @@ class LocalBackend:
         extra = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
         env = subprocs.child_env(extra, self.env_passthrough)  # an allow-list: no keys or URLs of the control plane
         try:
-            with (folder / "train.log").open("ab") as out:
-                proc = subprocess.Popen(  # noqa: S603 - argv is the configured trainer command plus the spec
-                    argv,
-                    cwd=folder,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,  # its own process group: cancel signals the trainer and its children
-                    preexec_fn=child_setup(self.nice, self.memory_limit_mb),
-                )
+            proc = subprocs.spawn(argv, folder, "train.log", env, self.nice, self.memory_limit_mb)
         except (OSError, subprocess.SubprocessError) as exc:
             state.update(exit_code=127, error=f"could not start {argv[0]!r}: {exc}", ended_at=time.time())
             write_json(folder / "state.json", state)

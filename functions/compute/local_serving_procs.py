@@ -72,17 +72,7 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 
 def start(argv: list[str], folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with (folder / "server.log").open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 - argv is the configured server command and our own values
-            argv,
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=subprocs.child_setup(0, None),
-        )
+    return subprocs.spawn(argv, folder, "server.log", env)
 
 
 def stop(pid: int, key: str | None, proc: subprocess.Popen[bytes] | None) -> None:

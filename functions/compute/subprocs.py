@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +54,29 @@ def child_env(extra: Mapping[str, str] | None = None, passthrough: Iterable[str]
     env = {k: v for k, v in os.environ.items() if k in allowed or k.startswith(CHILD_ENV_PREFIXES)}
     env.update(extra or {})
     return env
+
+
+def spawn(
+    argv: list[str],
+    folder: Path,
+    log_name: str,
+    env: dict[str, str],
+    niceness: int = 0,
+    memory_limit_mb: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a trainer or inference server in `folder`, output appended to `folder/log_name`, in its own process
+    group (a stop signals it and its children) and killed when the launching thread ends (child_setup)."""
+    with (folder / log_name).open("ab") as out:
+        return subprocess.Popen(  # noqa: S603 - argv is the configured command and our own values
+            argv,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=child_setup(niceness, memory_limit_mb),
+        )
 
 
 def child_setup(niceness: int, memory_limit_mb: int | None) -> Callable[[], None]:
