@@ -20,40 +20,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
-import mongomock
 
-from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.core import names
-from functions.core.models import Dataset, DatasetStatus, Job, JobStatus
+from functions.core.models import Job, JobStatus
 from functions.core.settings import Settings
 from functions.jobs import dispatch
 from functions.local.procs import start_moto
 from functions.local.resources import ensure_resources
 from functions.local.sqs_poller import SqsPoller
 from functions.store.mongo import Store
-
-
-class RecordingBackend:
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.started: dict[str, float] = {}
-
-    def submit(self, run_name: str, spec: TrainingSpec) -> RunStatus:
-        self.started.setdefault(run_name, time.perf_counter())
-        return RunStatus(run_name, RunState.running)
-
-    def status(self, run_name: str) -> RunStatus:
-        return RunStatus(run_name, RunState.running)
-
-    def cancel(self, run_name: str) -> RunStatus:
-        return RunStatus(run_name, RunState.cancelled)
-
-    def logs(self, run_name: str, tail: int = 200) -> str:
-        return ""
-
-    def cluster_status(self) -> dict[str, Any]:
-        return {}
+from tests.helpers.dispatch import DATASET_ID, RecordingBackend, store_with_dataset
 
 
 def main() -> int:
@@ -69,7 +45,7 @@ def main() -> int:
         res = ensure_resources(s3, sqs, settings)
         url = res.url(names.DISPATCH_QUEUE)
         baseline = _sqs_only(sqs, url, args.jobs)
-        store, backend = _fixtures()
+        store, backend = store_with_dataset("bench"), RecordingBackend()
         rate = _burst(sqs, url, settings, store, backend, args.jobs)
         latencies = _one_at_a_time(sqs, url, settings, store, backend, args.latency_jobs)
     print(f"SQS alone (send, receive, delete): {baseline:.0f} messages/s")
@@ -95,23 +71,6 @@ def _sqs_only(sqs: Any, url: str, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def _fixtures() -> tuple[Store, RecordingBackend]:
-    store = Store(mongomock.MongoClient()["bench"])
-    store.ensure_indexes()
-    store.datasets.insert(
-        Dataset(
-            id="file-b",
-            client_code="acme",
-            filename="t.jsonl",
-            bucket="b",
-            s3_key="datasets/acme/t",
-            source="api",
-            status=DatasetStatus.validated,
-        )
-    )
-    return store, RecordingBackend()
-
-
 def _handler(store: Store, backend: RecordingBackend, settings: Settings) -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         failures = []
@@ -126,7 +85,7 @@ def _handler(store: Store, backend: RecordingBackend, settings: Settings) -> Any
 
 
 def _submit(sqs: Any, url: str, store: Store, job_id: str) -> float:
-    store.jobs.create(Job(id=job_id, client_code="acme", model="m", training_file="file-b", status=JobStatus.queued))
+    store.jobs.create(Job(id=job_id, client_code="acme", model="m", training_file=DATASET_ID, status=JobStatus.queued))
     at = time.perf_counter()
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id}))
     return at

@@ -1,33 +1,41 @@
 """Compute backends. `get_training_backend(settings)` picks one by `COMPUTE_BACKEND` and imports only that one.
 
-Each backend module (`functions.compute.<name>`) exposes `create_backend(settings) -> TrainingBackend`. Imports stay
-lazy: the Lambda bundle loads neither subprocess machinery nor the kubernetes client unless its backend is chosen.
+`BACKENDS` is the one registration: a backend's name and where its training and serving factories live
+(`module:function`, each taking the settings). `Settings.compute_backend` is checked against its keys, so adding a
+backend is one module and one entry here. Imports stay lazy: the table holds strings, and the Lambda bundle loads
+neither subprocess machinery nor the kubernetes client unless its backend is chosen.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from types import ModuleType
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from functions.compute.base import TrainingBackend
     from functions.compute.serving import ServingBackend
     from functions.core.settings import Settings
 
-_MODULES = {
-    "local": "functions.compute.local",
-    "ray": "functions.compute.ray",
-    "eks": "functions.compute.eks",
-    "sagemaker": "functions.compute.sagemaker",
-}
-# Serving: the ray backend trains on a Ray cluster and serves with the local backend's subprocesses.
-_SERVING_MODULES = {
-    "local": "functions.compute.local_serving",
-    "ray": "functions.compute.local_serving",
-    "eks": "functions.compute.eks",
-    "sagemaker": "functions.compute.sagemaker_serving",
+
+@dataclass(frozen=True)
+class Backend:
+    training: str  # "module:factory", the factory returning a TrainingBackend
+    serving: str  # "module:factory", the factory returning a ServingBackend
+
+
+BACKENDS: dict[str, Backend] = {
+    "local": Backend(
+        "functions.compute.local:create_backend", "functions.compute.local_serving:create_serving_backend"
+    ),
+    # The ray backend trains on a Ray cluster and serves with the local backend's subprocesses.
+    "ray": Backend("functions.compute.ray:create_backend", "functions.compute.local_serving:create_serving_backend"),
+    "eks": Backend("functions.compute.eks:create_backend", "functions.compute.eks:create_serving_backend"),
+    "sagemaker": Backend(
+        "functions.compute.sagemaker:create_backend", "functions.compute.sagemaker_serving:create_serving_backend"
+    ),
 }
 _cache: dict[str, TrainingBackend] = {}
 _serving_cache: dict[str, ServingBackend] = {}
@@ -63,11 +71,7 @@ def get_serving_backend(settings: Settings | None = None) -> ServingBackend:
     with _cache_lock:
         backend = _serving_cache.get(key)
         if backend is None:
-            module = _module(settings.compute_backend, _SERVING_MODULES)
-            factory = getattr(module, "create_serving_backend", None)
-            if not callable(factory):
-                raise BackendUnavailable(f"{module.__name__} does not define create_serving_backend(settings)")
-            backend = _serving_cache[key] = factory(settings)
+            backend = _serving_cache[key] = _factory(settings.compute_backend, "serving")(settings)
         return backend
 
 
@@ -84,18 +88,15 @@ def reset_training_backends() -> None:
 
 
 def _create(settings: Settings) -> TrainingBackend:
-    module = _module(settings.compute_backend, _MODULES)
-    factory = getattr(module, "create_backend", None)
-    if not callable(factory):
-        raise BackendUnavailable(f"{module.__name__} does not define create_backend(settings)")
-    backend: TrainingBackend = factory(settings)
+    backend: TrainingBackend = _factory(settings.compute_backend, "training")(settings)
     return backend
 
 
-def _module(name: str, modules: dict[str, str]) -> ModuleType:
-    module_name = modules.get(name)
-    if module_name is None:
-        raise BackendUnavailable(f"COMPUTE_BACKEND={name!r} is not a known backend; choose one of {sorted(_MODULES)}")
+def _factory(name: str, role: str) -> Callable[[Settings], Any]:
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise BackendUnavailable(f"COMPUTE_BACKEND={name!r} is not a known backend; choose one of {sorted(BACKENDS)}")
+    module_name, _, attribute = getattr(entry, role).partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -104,4 +105,7 @@ def _module(name: str, modules: dict[str, str]) -> ModuleType:
         raise BackendUnavailable(
             f"COMPUTE_BACKEND={name!r}: {module_name} is missing from this installation; use 'local' or 'ray'"
         ) from exc
-    return module
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise BackendUnavailable(f"{module_name} does not define {attribute}(settings)")
+    return factory

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
+
+# The trainer reads the same model (containers/common; vendored into the Lambda bundle by infra/cdk/bundle.py).
+from ministudio_common.spec import TrainingSpec
+
+__all__ = ["ReportsRunExits", "RunState", "RunStatus", "TrainingBackend", "TrainingSpec", "run_name"]
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -27,24 +32,6 @@ class RunState(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (RunState.succeeded, RunState.failed, RunState.cancelled)
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    """Everything the trainer (`ministudio-train --spec-json`) needs; JSON-able, no secrets."""
-
-    job_id: str
-    tenant: str
-    model: str
-    training_file: str  # s3://bucket/key
-    output: str  # s3://bucket/artifacts/{tenant}/{job_id}/
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    validation_file: str | None = None
-    seed: int = 0
-    suffix: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

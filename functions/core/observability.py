@@ -65,6 +65,7 @@ def get_logger() -> Logger:
 
                 settings = get_settings()
                 logger = Logger(service=SERVICE, level=settings.log_level)
+                logger.setLevel(settings.log_level)  # Powertools keeps an earlier Logger's level for the same service
                 logger.append_keys(environment=settings.environment)  # dev and prod share log tooling
                 logger.addFilter(_CorrelationFilter())
                 _logger = logger

@@ -7,7 +7,7 @@ AWS_BUCKET_NAME, AWS_REGION, PORT, DFS_BASE_PATH, RAY_HEAD_ADDRESS.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     # MongoDB: unset means the embedded in-process store (not durable).
     mongodb_url: str | None = None
-    mongodb_url_secret_arn: str | None = None  # in AWS: Secrets Manager holds the URL; read once per container
+    mongodb_url_secret_arn: str | None = None  # in AWS: Secrets Manager holds the URL; read when settings are built
     database_name: str = "mini_studio"
 
     # Redis: REDIS_URL wins over the seed's host/port/username/password.
@@ -50,9 +50,12 @@ class Settings(BaseSettings):
     port: int = 8000
     dfs_base_path: str | None = None
     ray_head_address: str | None = None
-    compute_backend: Literal["local", "ray", "eks", "sagemaker"] = "local"
+    compute_backend: str = "local"  # a key of functions.compute.BACKENDS (the one registration)
     admin_api_key: SecretStr | None = None
     admin_api_key_secret_arn: str | None = None
+    # Secrets Manager values are cached this long per container (functions/core/secrets.py): a rotated admin key
+    # takes effect within it; connection URLs and the inference key are read when the settings are built.
+    secrets_max_age_seconds: int = Field(300, ge=0)
     log_dir: str | None = None
     log_level: str = "INFO"
     public_base_url: str | None = None
@@ -151,17 +154,32 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("compute_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from functions.compute import BACKENDS  # the table only: no backend module is imported here
+
+        if value not in BACKENDS:
+            raise ValueError(f"unknown compute backend {value!r}; choose one of {sorted(BACKENDS)}")
+        return value
+
     @model_validator(mode="after")
     def _secrets(self) -> Settings:
-        # Only in AWS (the stacks pass ARNs, never the URLs): boto3 is imported only when an ARN is set.
+        # Only in AWS (the stacks pass ARNs, never the URLs): Powertools and boto3 load only when an ARN is set.
         if self.mongodb_url is None and self.mongodb_url_secret_arn:
-            self.mongodb_url = _secret(self.mongodb_url_secret_arn, self.aws_region)
+            self.mongodb_url = self.secret(self.mongodb_url_secret_arn)
         if self.redis_url is None and self.redis_url_secret_arn:
-            self.redis_url = _secret(self.redis_url_secret_arn, self.aws_region)
+            self.redis_url = self.secret(self.redis_url_secret_arn)
         if self.inference_api_key is None and self.inference_api_key_secret_arn:
-            key = _secret(self.inference_api_key_secret_arn, self.aws_region)
+            key = self.secret(self.inference_api_key_secret_arn)
             self.inference_api_key = SecretStr(key) if key else None
         return self
+
+    def secret(self, arn: str) -> str | None:
+        """A Secrets Manager value, cached for `secrets_max_age_seconds` (the one way secrets are read)."""
+        from functions.core import secrets
+
+        return secrets.read(arn, self.aws_region, self.secrets_max_age_seconds)
 
     @property
     def artifacts_bucket(self) -> str:
@@ -178,13 +196,6 @@ class Settings(BaseSettings):
             password = self.redis_password.get_secret_value() if self.redis_password else ""
             auth = f"{quote(self.redis_username or '', safe='')}:{quote(password, safe='')}@"
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
-
-
-def _secret(arn: str, region: str) -> str | None:
-    import boto3
-
-    value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn).get("SecretString")
-    return value or None
 
 
 @lru_cache(maxsize=1)

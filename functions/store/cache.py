@@ -1,12 +1,12 @@
 """Redis: tenant config and API-key cache with TTL, per-tenant rate limits (sliding window, `limits`).
 
 Redis is an accelerator, never a dependency: when it is down every call degrades (cache miss, rate limit not
-enforced), the failure is logged once per outage, and Redis is not retried for a few seconds so requests do not
-each wait for a connect timeout.
+enforced), the failure is logged once per outage, and a circuit breaker (`pybreaker`) fails calls fast for a few
+seconds after a failure, so requests do not each wait for a connect timeout.
 
 Invalidation is the exception: a revoked key or a changed tenant config must take effect for every later request,
 on every instance (they share Redis as their only cache). So fills are SET NX (never overwrite), and an
-invalidation writes a tombstone in a strict mode that ignores the down window and retries for a bounded time
+invalidation writes a tombstone in a strict mode that ignores the breaker and retries for a bounded time
 (`invalidate`); readers see a tombstone as a miss and cannot fill over it until it expires.
 """
 
@@ -26,13 +26,43 @@ TOMBSTONE = "~invalidated"  # not JSON, so no cached value can look like it
 STRICT_BACKOFF_SECONDS = (0.05, 0.5)  # first and largest pause between strict attempts
 
 
+class _OutageLog:
+    """A pybreaker listener: one warning when the breaker opens from closed (an outage starts), one line when it
+    closes again; trial calls that fail while Redis stays down say nothing."""
+
+    def __init__(self) -> None:
+        self.last_error: BaseException | None = None
+
+    def before_call(self, cb: Any, func: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def success(self, cb: Any) -> None:
+        pass
+
+    def failure(self, cb: Any, exc: BaseException) -> None:
+        self.last_error = exc
+
+    def state_change(self, cb: Any, old: Any, new: Any) -> None:
+        was = old.name if old is not None else "closed"
+        if new.name == "open" and was == "closed":
+            log(
+                "warning",
+                "redis unavailable; falling back to MongoDB and skipping rate limits",
+                error=str(self.last_error),
+            )
+        elif new.name == "closed" and was != "closed":
+            log("info", "redis available again")
+
+
 class Cache:
-    def __init__(self, url: str | None, timeout: float = 0.5) -> None:
+    def __init__(self, url: str | None, timeout: float = 0.5, retry_after: float = RETRY_AFTER_FAILURE_SECONDS) -> None:
         self.url = url
         self._client: Any = None
-        self._down_until = 0.0
         self._timeout = timeout
+        self._retry_after = retry_after
         self._lock = threading.Lock()
+        self._breaker: Any = None
+        self._outage = _OutageLog()
         self._limiter: Any = None
 
     @property
@@ -45,26 +75,47 @@ class Cache:
             )
         return self._client
 
-    def _call(self, op: str, fn: Any) -> Any:
-        if not self.url or time.monotonic() < self._down_until:
+    @property
+    def breaker(self) -> Any:
+        """Opens on the first Redis failure; after `retry_after` seconds the next call is a trial (pybreaker)."""
+        with self._lock:
+            if self._breaker is None:
+                import pybreaker  # imports redis: both load on first use, not at cold start
+                import redis
+
+                outage: Any = self._outage  # a listener by duck typing: subclassing would import pybreaker early
+                self._breaker = pybreaker.CircuitBreaker(
+                    fail_max=1,
+                    reset_timeout=self._retry_after,
+                    exclude=[lambda exc: not isinstance(exc, redis.RedisError | OSError)],  # bugs are not outages
+                    listeners=[outage],
+                    name="redis",
+                )
+            return self._breaker
+
+    def _call(self, fn: Any) -> Any:
+        if not self.url:
             return None
+        import pybreaker
         import redis
 
         try:
-            return fn(self.client)
-        except (redis.RedisError, OSError) as exc:
-            self._mark_down(op, exc)
-            return None
+            # `calling()`, not `call()`: pybreaker holds its lock through a `call`, which would serialise every
+            # request's Redis round trip; the context manager holds it only to check and to record the outcome.
+            with self.breaker.calling():
+                return fn(self.client)
+        except pybreaker.CircuitBreakerError:
+            return None  # open: Redis failed moments ago (or this very call found it down)
+        except (redis.RedisError, OSError):
+            return None  # a trial call that failed: the breaker is open again
 
-    def _mark_down(self, op: str, exc: Exception) -> None:
-        with self._lock:
-            first = self._down_until == 0.0
-            self._down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
-        if first:
-            log("warning", "redis unavailable; falling back to MongoDB and skipping rate limits", op=op, error=str(exc))
+    def _trip(self, exc: BaseException) -> None:
+        """Open the breaker (or keep it open for another window) after a failure outside `_call`."""
+        self._outage.last_error = exc
+        self.breaker.open()
 
     def invalidate(self, keys: list[str], ttl: int, timeout: float) -> bool:
-        """Write a tombstone over each key, ignoring the down window and retrying until `timeout` (0: one try).
+        """Write a tombstone over each key, ignoring the breaker and retrying until `timeout` (0: one try).
 
         True when Redis took them (or no Redis is configured: nothing can be cached); False when it did not in time,
         and the caller must not change the record the keys cache."""
@@ -84,7 +135,7 @@ class Cache:
             try:
                 write(self.client)
             except (redis.RedisError, OSError) as exc:
-                self._mark_down("invalidate", exc)
+                self._trip(exc)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     log("error", "redis did not take a cache invalidation in time", keys=keys, error=str(exc))
@@ -92,31 +143,28 @@ class Cache:
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, largest)
                 continue
-            with self._lock:
-                self._down_until = 0.0  # it answered: reads may use it again (and see the tombstone)
+            if self.breaker.current_state != "closed":
+                self.breaker.close()  # it answered: reads may use it again (and see the tombstone)
             return True
 
     def available(self) -> bool:
-        result = self._call("ping", lambda r: r.ping())
-        if result:
-            self._down_until = 0.0
-        return bool(result)
+        return bool(self._call(lambda r: r.ping()))
 
     def get_json(self, key: str) -> Any:
         """The cached value; None on a miss, a tombstone (go to the source of truth) or Redis down."""
-        raw = self._call("get", lambda r: r.get(key))
+        raw = self._call(lambda r: r.get(key))
         return json.loads(raw) if raw and raw != TOMBSTONE else None
 
     def set_json(self, key: str, value: Any, ttl: int) -> None:
-        self._call("set", lambda r: r.set(key, json.dumps(value), ex=ttl))
+        self._call(lambda r: r.set(key, json.dumps(value), ex=ttl))
 
     def fill_json(self, key: str, value: Any, ttl: int) -> None:
         """Cache a value read from the source of truth: NX, so it never replaces a tombstone (or a newer fill)."""
-        self._call("fill", lambda r: r.set(key, json.dumps(value), ex=ttl, nx=True))
+        self._call(lambda r: r.set(key, json.dumps(value), ex=ttl, nx=True))
 
     def delete(self, *keys: str) -> None:
         if keys:
-            self._call("delete", lambda r: r.delete(*keys))
+            self._call(lambda r: r.delete(*keys))
 
     def rate_limit(self, key: str, limit: int, window_seconds: int) -> float | None:
         """Count one hit against `limit` per sliding `window_seconds` (the `limits` library's sliding window
@@ -137,7 +185,7 @@ class Cache:
             reset_at = self._limiter.get_window_stats(item, key).reset_time
             return max(0.0, reset_at - time.time())
 
-        return self._call("rate_limit", op)
+        return self._call(op)
 
 
 def tenant_key(client_code: str) -> str:

@@ -2,8 +2,10 @@
 
 pip resolves the project's runtime dependencies (never its extras, unless asked) for Lambda's platform, not this
 machine's: manylinux wheels for CPython `PYTHON_VERSION`, binary only, so nothing compiles here against the wrong
-libc. Then the `functions/` package is copied beside them. The CDK construct (`constructs/python_function.py`) and
-`bench/bundle_size.py` both call `build`, so what the bench measures is what gets deployed.
+libc. Then the `functions/` package is copied beside them, with the few modules of the containers' shared package
+that the control plane imports too (`VENDORED`: the training spec the trainer reads). The CDK construct
+(`constructs/python_function.py`) and `bench/bundle_size.py` both call `build`, so what the bench measures is what
+gets deployed.
 
 No CDK import here: the bench runs without the `cdk` extra.
 """
@@ -32,6 +34,12 @@ LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 HEAVY = frozenset({"torch", "transformers", "vllm", "ray", "peft", "accelerate", "sagemaker", "tensorflow"})
 
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+
+# ministudio_common (containers/common) needs torch as a package, so it is no dependency of the bundle: these of its
+# modules, which import only pydantic, are copied in as they are. tests/infra/test_bundle.py checks that every
+# ministudio_common module `functions` imports is listed here.
+SHARED_SRC = Path("containers/common/src")
+VENDORED = ("ministudio_common/__init__.py", "ministudio_common/spec.py")
 
 
 class BundlingError(RuntimeError):
@@ -94,6 +102,12 @@ def build(target: Path, extras: Sequence[str] = ()) -> None:
     if leaked:
         raise BundlingError(f"the Lambda bundle must not contain the ML stack, found: {', '.join(leaked)}")
     shutil.copytree(ROOT / PACKAGE, target / PACKAGE, ignore=_IGNORED, dirs_exist_ok=True)
+    for relative in VENDORED:
+        source = ROOT / SHARED_SRC / relative
+        if not source.is_file():
+            raise BundlingError(f"{source} is missing: the control plane imports it")
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / relative)
 
 
 def installed_distributions(target: Path) -> set[str]:
@@ -104,7 +118,8 @@ def installed_distributions(target: Path) -> set[str]:
 
 
 def source_hash(extras: Sequence[str] = ()) -> str:
-    """Changes exactly when the bundle would: the package's files, pyproject.toml, the target platform, the extras.
+    """Changes exactly when the bundle would: the package's files, the vendored modules, pyproject.toml, the target
+    platform, the extras.
 
     The CDK uses it as the asset hash, so it never has to fingerprint the whole repository (venv included).
     """
@@ -115,6 +130,11 @@ def source_hash(extras: Sequence[str] = ()) -> str:
     for path in sorted((ROOT / PACKAGE).rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
             digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    for relative in VENDORED:
+        path = ROOT / SHARED_SRC / relative
+        if path.is_file():
+            digest.update(relative.encode() + b"\0")
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

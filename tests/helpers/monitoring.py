@@ -99,8 +99,9 @@ def tiny_inference_app(tmp: Path, **engine_options: Any) -> tuple[Any, Any]:
     from ministudio_serve.app import create_app
     from ministudio_serve.engines.transformers_engine import TransformersEngine
     from ministudio_serve.settings import ServeSettings
-    from ministudio_serve.testing import BASE, tiny_model
     from transformers import AutoTokenizer
+
+    from tests.helpers.tiny_models import BASE, tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(loader.resolve(BASE)))
     engine_options.setdefault("batch_timeout_ms", 0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,25 +21,9 @@ from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.ray import RayBackend, RayBackendError
 from functions.core.settings import Settings
 from functions.local.procs import free_port
+from tests.helpers.fake_trainer import write_fake_trainer
 from tests.helpers.ray_head import local_ray_head
 
-FAKE_TRAINER = textwrap.dedent(
-    """
-    import json, os, signal, sys, time
-    hp = json.loads(sys.argv[sys.argv.index("--spec-json") + 1])["hyperparameters"]
-    def on_term(signum, frame):
-        time.sleep(hp.get("checkpoint_seconds", 0))
-        print("checkpoint saved", flush=True)
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, on_term)
-    with open(hp["pid_file"], "a") as fh:
-        fh.write(f"{os.getpid()}\\n")
-    print("ready endpoint=" + str(os.environ.get("AWS_ENDPOINT_URL")), flush=True)
-    time.sleep(hp.get("sleep", 0))
-    print("last words", flush=True)
-    sys.exit(hp.get("exit", 0))
-    """
-)
 START_TIMEOUT = 90.0
 pytestmark = pytest.mark.slow
 
@@ -65,9 +48,7 @@ def ray_head() -> Iterator[str]:
 
 @pytest.fixture
 def trainer(tmp_path: Path) -> Path:
-    script = tmp_path / "fake_trainer.py"
-    script.write_text(FAKE_TRAINER)
-    return script
+    return write_fake_trainer(tmp_path / "fake_trainer.py")
 
 
 def make_backend(address: str, script: Path, **settings: Any) -> RayBackend:
@@ -77,7 +58,14 @@ def make_backend(address: str, script: Path, **settings: Any) -> RayBackend:
 
 def spec(tmp_path: Path, name: str, **behaviour: Any) -> TrainingSpec:
     hp = {"pid_file": str(tmp_path / f"{name}.pids"), **behaviour}
-    return TrainingSpec(name, "acme", "m", "s3://b/train.jsonl", f"s3://b/artifacts/acme/{name}/", hp)
+    return TrainingSpec(
+        job_id=name,
+        tenant="acme",
+        model="m",
+        training_file="s3://b/train.jsonl",
+        output=f"s3://b/artifacts/acme/{name}/",
+        hyperparameters=hp,
+    )
 
 
 def wait_state(backend: RayBackend, name: str, *states: RunState) -> RunStatus:

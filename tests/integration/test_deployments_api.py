@@ -28,8 +28,9 @@ Headers = dict[str, str]
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ministudio_common import loader
-    from ministudio_serve.testing import BASE, tiny_model
     from transformers import AutoTokenizer
+
+    from tests.helpers.tiny_models import BASE, tiny_model
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
@@ -130,8 +131,10 @@ def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
 
 def _register_adapter(tmp_path: Path, tag: str, corrupt: bool = False) -> str:
     from ministudio_common import loader
-    from ministudio_serve.testing import BASE, edit_json, save_adapter
     from transformers import AutoTokenizer
+
+    from tests.helpers.datasets import edit_json
+    from tests.helpers.tiny_models import BASE, save_adapter
 
     settings = get_settings()
     job_id = ids.new_id("ftjob-")

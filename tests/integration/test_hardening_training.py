@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,26 +31,10 @@ from functions.local.runtime import Platform
 from functions.local.sqs_poller import SqsPoller
 from functions.store.mongo import get_store
 from tests.helpers.datasets import chat_lines
+from tests.helpers.fake_trainer import write_fake_trainer
 
 Headers = dict[str, str]
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-# `sleep`: note the pid, then train "forever". `succeed`: write result.json to S3 as ministudio-train does, exit 0.
-FAKE_TRAINER = textwrap.dedent(
-    """
-    import json, os, sys, time
-    spec = json.loads(sys.argv[sys.argv.index("--spec-json") + 1])
-    print("training", spec["job_id"], flush=True)
-    if MODE == "sleep":
-        with open(os.path.join(PIDS, spec["job_id"]), "w") as fh:
-            fh.write(str(os.getpid()))
-        time.sleep(600)
-    import boto3
-    bucket, _, prefix = spec["output"].removeprefix("s3://").partition("/")
-    result = {"status": "succeeded", "trained_tokens": 42, "adapter_uri": spec["output"] + "adapter/"}
-    boto3.client("s3").put_object(Bucket=bucket, Key=prefix + "result.json", Body=json.dumps(result).encode())
-    """
-)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -71,8 +54,9 @@ class Trainers:
         self.pids.mkdir()
 
     def wire(self, mode: str = "sleep", command: list[str] | None = None) -> LocalBackend:
-        script = self.tmp / "fake_trainer.py"
-        script.write_text(f"MODE = {mode!r}\nPIDS = {str(self.pids)!r}\n{FAKE_TRAINER}")
+        """`sleep`: note the pid, then train "forever". `succeed`: write result.json to S3 as ministudio-train does."""
+        behaviour = {"pid_dir": str(self.pids), "sleep": 600} if mode == "sleep" else {"write_result": True}
+        script = write_fake_trainer(self.tmp / "fake_trainer.py", **behaviour)
         argv = command or [sys.executable, str(script)]
         self.monkeypatch.setattr(local, "create_backend", lambda s: LocalBackend(s, command=argv, poll_seconds=0.1))
         settings = self.env(COMPUTE_BACKEND="local", LOCAL_RUNS_DIR=str(self.tmp / "runs"), CANCEL_GRACE_SECONDS="2")

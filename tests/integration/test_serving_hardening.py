@@ -33,8 +33,9 @@ Headers = dict[str, str]
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ministudio_common import loader
-    from ministudio_serve.testing import BASE, tiny_model
     from transformers import AutoTokenizer
+
+    from tests.helpers.tiny_models import BASE, tiny_model
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
@@ -94,8 +95,10 @@ def _kill(name: str) -> dict[str, Any]:
 
 def _adapter(tmp_path: Path, tenant: str, tag: str) -> str:
     from ministudio_common import loader
-    from ministudio_serve.testing import BASE, edit_json, save_adapter
     from transformers import AutoTokenizer
+
+    from tests.helpers.datasets import edit_json
+    from tests.helpers.tiny_models import BASE, save_adapter
 
     settings = get_settings()
     job_id = ids.new_id("ftjob-")

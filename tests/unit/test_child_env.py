@@ -76,7 +76,14 @@ def trainer_env(tmp_path: Path, backends: list[LocalBackend]) -> dict[str, str]:
     backend = LocalBackend(Settings(), command=[sys.executable, str(script)], runs_dir=tmp_path / "runs")
     backends.append(backend)
     env_file = tmp_path / "env.json"
-    spec = TrainingSpec("run-env", "acme", "m", "s3://b/t.jsonl", "s3://b/o/", {"env_file": str(env_file)})
+    spec = TrainingSpec(
+        job_id="run-env",
+        tenant="acme",
+        model="m",
+        training_file="s3://b/t.jsonl",
+        output="s3://b/o/",
+        hyperparameters={"env_file": str(env_file)},
+    )
     backend.submit("run-env", spec)
     wait_for(lambda: backend.status("run-env").state is RunState.succeeded)
     seen: dict[str, str] = json.loads(env_file.read_text())
@@ -124,7 +131,10 @@ def test_a_ray_job_carries_only_its_passthrough_list_and_the_s3_settings(control
 
     settings = Settings(ray_head_address="http://127.0.0.1:8265", ray_env_passthrough=["HF_HUB_OFFLINE"])
     backend = RayBackend(settings, transport=httpx.MockTransport(head))
-    backend.submit("run-ray", TrainingSpec("run-ray", "acme", "m", "s3://b/t.jsonl", "s3://b/o/"))
+    backend.submit(
+        "run-ray",
+        TrainingSpec(job_id="run-ray", tenant="acme", model="m", training_file="s3://b/t.jsonl", output="s3://b/o/"),
+    )
     env_vars = posted[0]["runtime_env"]["env_vars"]
     assert set(env_vars) == {
         "HF_HUB_OFFLINE",

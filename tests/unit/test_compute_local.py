@@ -23,39 +23,7 @@ from functions.compute import BackendUnavailable, get_training_backend, reset_tr
 from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.local import LocalBackend
 from functions.core.settings import Settings
-
-# Takes `--spec-json` like ministudio-train; hyperparameters say what to do. On SIGTERM it "checkpoints" and exits 0.
-FAKE_TRAINER = textwrap.dedent(
-    """
-    import json, os, resource, signal, subprocess, sys, time
-    hp = json.loads(sys.argv[sys.argv.index("--spec-json") + 1])["hyperparameters"]
-    def on_term(signum, frame):
-        print("checkpoint saved", flush=True)
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if hp.get("ignore_term") else on_term)
-    with open(hp["pid_file"], "a") as fh:
-        fh.write(f"{os.getpid()}\\n")
-    if hp.get("order_file"):
-        with open(hp["order_file"], "a") as fh:
-            fh.write(hp["name"] + "\\n")
-    seen = {"port": os.environ.get("PORT"), "omp": os.environ.get("OMP_NUM_THREADS"),
-            "mkl": os.environ.get("MKL_NUM_THREADS"), "nice": os.nice(0), "cwd": os.getcwd(),
-            "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0]}
-    print("env " + json.dumps(seen), flush=True)
-    if hp.get("child_pid_file"):  # a worker that ignores SIGTERM: only a group SIGKILL removes it
-        code = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)")
-        subprocess.Popen([sys.executable, "-c", code, hp["child_pid_file"]])
-        while not os.path.exists(hp["child_pid_file"]):
-            time.sleep(0.01)
-    print("ready", flush=True)
-    deadline = time.monotonic() + hp.get("sleep", 0)
-    while time.monotonic() < deadline or (hp.get("wait_for") and not os.path.exists(hp["wait_for"])):
-        time.sleep(0.02)
-    print("last words", flush=True)
-    sys.exit(hp.get("exit", 0))
-    """
-)
+from tests.helpers.fake_trainer import write_fake_trainer
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -79,8 +47,7 @@ def gone(pid: int) -> bool:
 class Harness:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
-        self.script = tmp_path / "fake_trainer.py"
-        self.script.write_text(FAKE_TRAINER)
+        self.script = write_fake_trainer(tmp_path / "fake_trainer.py")
         self.runs_dir = tmp_path / "runs"
         self.backends: list[LocalBackend] = []
 
@@ -96,7 +63,14 @@ class Harness:
 
     def spec(self, name: str, **behaviour: Any) -> TrainingSpec:
         hp = {"name": name, "pid_file": str(self.pid_file(name)), **behaviour}
-        return TrainingSpec(name, "acme", "m", "s3://b/train.jsonl", f"s3://b/artifacts/acme/{name}/", hp)
+        return TrainingSpec(
+            job_id=name,
+            tenant="acme",
+            model="m",
+            training_file="s3://b/train.jsonl",
+            output=f"s3://b/artifacts/acme/{name}/",
+            hyperparameters=hp,
+        )
 
     def pid_file(self, name: str) -> Path:
         return self.tmp / f"{name}.pids"
@@ -244,7 +218,8 @@ def test_the_trainer_dies_with_a_control_plane_that_is_killed(h: Harness) -> Non
         from functions.core.settings import Settings
         backend = LocalBackend(Settings(), command=[sys.executable, {str(h.script)!r}], runs_dir={str(h.runs_dir)!r})
         hp = {{"pid_file": {str(h.pid_file("run-orphan"))!r}, "sleep": 600}}
-        spec = TrainingSpec("run-orphan", "acme", "m", "s3://b/t.jsonl", "s3://b/o/", hp)
+        spec = TrainingSpec(job_id="run-orphan", tenant="acme", model="m", training_file="s3://b/t.jsonl",
+                            output="s3://b/o/", hyperparameters=hp)
         worker = threading.Thread(target=backend.submit, args=("run-orphan", spec))
         worker.start()
         worker.join()
@@ -306,7 +281,9 @@ def test_the_factory_picks_the_configured_backend(tmp_path: Path, monkeypatch: p
     finally:
         reset_training_backends()
     # A configured backend whose module this build lacks is refused by name, not with a bare ImportError.
-    monkeypatch.setitem(compute._MODULES, "sagemaker", "functions.compute.not_in_this_build")
+    monkeypatch.setitem(
+        compute.BACKENDS, "sagemaker", compute.Backend("functions.compute.not_in_this_build:create_backend", "")
+    )
     with pytest.raises(BackendUnavailable, match=r"COMPUTE_BACKEND='sagemaker'.*missing from this installation"):
         get_training_backend(Settings(compute_backend="sagemaker"))
 

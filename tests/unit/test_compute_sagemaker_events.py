@@ -71,7 +71,13 @@ def test_the_events_training_job_name_is_the_run_name_the_backend_gives_the_job(
 
     sent = request(
         run_name(JOB),
-        TrainingSpec(JOB, "acme", "m", "s3://b/datasets/acme/f/chats.jsonl", f"s3://{BUCKET}/artifacts/acme/{JOB}/"),
+        TrainingSpec(
+            job_id=JOB,
+            tenant="acme",
+            model="m",
+            training_file="s3://b/datasets/acme/f/chats.jsonl",
+            output=f"s3://{BUCKET}/artifacts/acme/{JOB}/",
+        ),
     )
     assert sent["TrainingJobName"] == detail["TrainingJobName"]
     assert sent["OutputDataConfig"] == {

@@ -2,7 +2,7 @@
 after each state write in turn (queued→dispatching, backend submit, dispatching→running, the status event).
 Every job must end in exactly one run, none lost, none stuck.
 
-The backend here is a counting test double (allowed for this logic test); the real backends are exercised by the
+The backend here is a recording test double (allowed for this logic test); the real backends are exercised by the
 integration and e2e tests."""
 
 from __future__ import annotations
@@ -13,46 +13,18 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-import mongomock
 import pytest
 
-from functions.compute.base import RunState, RunStatus, TrainingSpec
-from functions.core.models import Dataset, DatasetStatus, Job, JobStatus
+from functions.core.models import Job, JobStatus
 from functions.core.settings import Settings
 from functions.jobs import dispatch
-from functions.store.mongo import Store
+from tests.helpers.dispatch import DATASET_ID, RecordingBackend, store_with_dataset
 
 JOBS = int(__import__("os").environ.get("DISPATCH_TEST_JOBS", "1000"))
 
 
 class Crash(Exception):
     pass
-
-
-class CountingBackend:
-    name = "counting"
-
-    def __init__(self) -> None:
-        self.runs: dict[str, TrainingSpec] = {}
-        self.starts: Counter[str] = Counter()
-
-    def submit(self, run_name: str, spec: TrainingSpec) -> RunStatus:
-        if run_name not in self.runs:  # idempotent by name, like every real backend
-            self.runs[run_name] = spec
-            self.starts[run_name] += 1
-        return RunStatus(run_name, RunState.running)
-
-    def status(self, run_name: str) -> RunStatus:
-        return RunStatus(run_name, RunState.running if run_name in self.runs else RunState.missing)
-
-    def cancel(self, run_name: str) -> RunStatus:
-        return RunStatus(run_name, RunState.cancelled)
-
-    def logs(self, run_name: str, tail: int = 200) -> str:
-        return ""
-
-    def cluster_status(self) -> dict[str, Any]:
-        return {}
 
 
 def _crash_after(fn: Callable[..., Any], job_of: Callable[..., str], plan: dict[str, int], seen: Counter[str]) -> Any:
@@ -73,30 +45,18 @@ SHARD = 40  # jobs per database: mongomock scans a collection per query, so 1,00
 
 @pytest.mark.parametrize("jobs", [JOBS])
 def test_duplicate_dispatch_with_crashes_starts_exactly_one_run_per_job(jobs: int) -> None:
-    backend = CountingBackend()
+    backend = RecordingBackend()
     for first in range(0, jobs, SHARD):
         _run_shard(backend, [f"ftjob-{i:024d}" for i in range(first, min(first + SHARD, jobs))])
     assert len(backend.runs) == jobs and set(backend.starts.values()) == {1}
 
 
-def _run_shard(backend: CountingBackend, ids: list[str]) -> None:
-    store = Store(mongomock.MongoClient()["dispatch"])
-    store.ensure_indexes()
+def _run_shard(backend: RecordingBackend, ids: list[str]) -> None:
+    store = store_with_dataset()
     jobs = len(ids)
     settings = Settings(_env_file=None, aws_bucket_name="bucket")
-    store.datasets.insert(
-        Dataset(
-            id="file-train",
-            client_code="acme",
-            filename="t.jsonl",
-            bucket="bucket",
-            s3_key="datasets/acme/t",
-            source="api",
-            status=DatasetStatus.validated,
-        )
-    )
     for job_id in ids:
-        store.jobs.create(Job(id=job_id, client_code="acme", model="m", training_file="file-train"))
+        store.jobs.create(Job(id=job_id, client_code="acme", model="m", training_file=DATASET_ID))
     # Writes per job, in order: transition(queued→dispatching), submit, transition(→running), the status event.
     plan = {job_id: 1 + int(job_id[-4:]) % 4 for job_id in ids}
     seen: Counter[str] = Counter()

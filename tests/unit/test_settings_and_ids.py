@@ -92,6 +92,9 @@ def test_urls_come_from_secrets_manager_when_only_arns_are_given(monkeypatch: py
     import boto3
     from moto import mock_aws
 
+    from functions.core import secrets
+
+    secrets.reset()  # a provider cached under another mock would not be this one's
     with mock_aws():
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         monkeypatch.delenv("MONGODB_URL", raising=False)
@@ -101,4 +104,5 @@ def test_urls_come_from_secrets_manager_when_only_arns_are_given(monkeypatch: py
         mongo_arn = sm.create_secret(Name="m", SecretString="mongodb://db:27017")["ARN"]
         redis_arn = sm.create_secret(Name="r", SecretString="rediss://cache:6379/0")["ARN"]
         s = Settings(_env_file=None, mongodb_url_secret_arn=mongo_arn, redis_url_secret_arn=redis_arn)
+    secrets.reset()
     assert s.mongodb_url == "mongodb://db:27017" and s.redis_dsn == "rediss://cache:6379/0"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from tests.helpers.tiny_models import BASE, save_adapter, tiny_model
 
 from ministudio_serve.app import create_app
 from ministudio_serve.engines.transformers_engine import TransformersEngine
 from ministudio_serve.settings import ServeSettings
-from ministudio_serve.testing import BASE, save_adapter, tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peft looks up the base model's config online otherwise
 # The tiny model's ops are small: one intra-op thread avoids OpenMP waits on a shared 2-core machine (4x faster).

@@ -3,6 +3,7 @@ the server goes on serving the base model and good adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.helpers.datasets import edit_json
+from tests.helpers.tiny_models import BASE
 
 from ministudio_serve.engines.adapter_files import WEIGHTS_FILE, AdapterError
 from ministudio_serve.services.adapters import AdapterService
-from ministudio_serve.testing import BASE, edit_json, run
 
 
 def _rewrite(path: Path, change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> None:
@@ -67,7 +69,7 @@ def test_bad_adapter_is_refused_with_its_reason(case: str, make_engine, adapter_
     breakage(path)
     service = AdapterService(make_engine(), {BASE}, max_loras=4, max_rank=16)
     with pytest.raises(AdapterError, match=message):
-        run(service.load("bad", str(path)))
+        asyncio.run(service.load("bad", str(path)))
     assert service.names() == []  # nothing half-registered (peft keeps a failed name until delete_adapter)
 
 
@@ -78,10 +80,10 @@ def test_the_saved_adapter_names_the_base_model(adapter_factory):
 
 def test_reused_name_is_refused_and_the_first_adapter_stays(make_engine, adapter_factory):
     service = AdapterService(make_engine(), {BASE}, max_loras=4, max_rank=16)
-    first = run(service.load("same", str(adapter_factory("one", seed=1))))
+    first = asyncio.run(service.load("same", str(adapter_factory("one", seed=1))))
     with pytest.raises(Exception, match="already been loaded"):
-        run(service.load("same", str(adapter_factory("two", seed=2))))
-    assert run(service.resolve("same")) is first
+        asyncio.run(service.load("same", str(adapter_factory("two", seed=2))))
+    assert asyncio.run(service.resolve("same")) is first
 
 
 def test_server_refuses_bad_adapter_over_http_and_keeps_serving(client, adapter_factory):

@@ -11,7 +11,6 @@ import pytest
 
 from ministudio_serve.engines.base import ContextLengthExceeded, GenerationRequest, Sampling
 from ministudio_serve.engines.transformers_engine import TransformersEngine
-from ministudio_serve.testing import run
 
 PROMPTS = [
     "Hello there",
@@ -60,8 +59,8 @@ async def _one_by_one(engine: TransformersEngine, requests: list[GenerationReque
 
 def test_continuous_batching_matches_one_at_a_time_greedy(make_engine: Callable[..., TransformersEngine], tokenizer):
     requests = _requests(tokenizer, temperature=0.0)
-    batched = run(_batched(make_engine(max_batch_size=8), requests))
-    alone = run(_one_by_one(make_engine(max_batch_size=1), requests))
+    batched = asyncio.run(_batched(make_engine(max_batch_size=8), requests))
+    alone = asyncio.run(_one_by_one(make_engine(max_batch_size=1), requests))
     assert [b["ids"] for b in batched] == [a["ids"] for a in alone]
     assert [b["completion"] for b in batched] == [len(a["ids"]) for a in alone]
 
@@ -69,8 +68,8 @@ def test_continuous_batching_matches_one_at_a_time_greedy(make_engine: Callable[
 def test_batch_smaller_than_load_queues_and_still_matches(make_engine, tokenizer):
     # Given 6 requests and room for 2 rows, waiting requests must take the places of finished ones.
     requests = _requests(tokenizer, temperature=0.0)
-    batched = run(_batched(make_engine(max_batch_size=2), requests))
-    alone = run(_one_by_one(make_engine(max_batch_size=1), requests))
+    batched = asyncio.run(_batched(make_engine(max_batch_size=2), requests))
+    alone = asyncio.run(_one_by_one(make_engine(max_batch_size=1), requests))
     assert [b["ids"] for b in batched] == [a["ids"] for a in alone]
 
 
@@ -90,13 +89,13 @@ def test_short_request_arriving_later_finishes_while_long_one_runs(make_engine, 
         await asyncio.gather(track(long, 0.0), track(short, 0.05))
         await engine.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
     assert order == ["short", "long"]
 
 
 def test_max_tokens_ends_with_length_and_counts_tokens(make_engine, tokenizer):
     request = GenerationRequest("r", tokenizer("Hi")["input_ids"], Sampling(max_tokens=5, temperature=0.0))
-    (out,) = run(_batched(make_engine(), [request]))
+    (out,) = asyncio.run(_batched(make_engine(), [request]))
     if out["finish"] == "length":
         assert out["completion"] == 5
     else:  # the random model may emit EOS early
@@ -104,7 +103,7 @@ def test_max_tokens_ends_with_length_and_counts_tokens(make_engine, tokenizer):
 
 
 def test_stop_sequence_cuts_text_before_it(make_engine, tokenizer):
-    free = run(
+    free = asyncio.run(
         _batched(
             make_engine(),
             [GenerationRequest("r", tokenizer("Tell me")["input_ids"], Sampling(max_tokens=30, temperature=0.0))],
@@ -112,7 +111,7 @@ def test_stop_sequence_cuts_text_before_it(make_engine, tokenizer):
     )[0]
     assert len(free["text"]) > 6
     stop = free["text"][3:6]
-    cut = run(
+    cut = asyncio.run(
         _batched(
             make_engine(),
             [
@@ -131,17 +130,17 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(make_engine, tokeniz
     # Batched logits differ from lone ones in the last bits, which can move a sampled token: like vLLM, the
     # promise is reproducibility for the same seed under the same load, and greedy equality across loads.
     requests = _requests(tokenizer, temperature=1.0, top_p=0.9, seed=1234)
-    first = run(_one_by_one(make_engine(max_batch_size=1), requests))
-    second = run(_one_by_one(make_engine(max_batch_size=1), requests))
+    first = asyncio.run(_one_by_one(make_engine(max_batch_size=1), requests))
+    second = asyncio.run(_one_by_one(make_engine(max_batch_size=1), requests))
     assert [a["ids"] for a in first] == [b["ids"] for b in second]
     other_seed = _requests(tokenizer, temperature=1.0, top_p=0.9, seed=99)
-    third = run(_one_by_one(make_engine(max_batch_size=1), other_seed))
+    third = asyncio.run(_one_by_one(make_engine(max_batch_size=1), other_seed))
     assert [a["ids"] for a in first] != [c["ids"] for c in third]
 
 
 def test_tiny_top_p_keeps_only_the_most_likely_token(make_engine, tokenizer):
-    greedy = run(_batched(make_engine(), _requests(tokenizer, temperature=0.0)))
-    nucleus_of_one = run(_batched(make_engine(), _requests(tokenizer, temperature=1.5, top_p=1e-6, seed=5)))
+    greedy = asyncio.run(_batched(make_engine(), _requests(tokenizer, temperature=0.0)))
+    nucleus_of_one = asyncio.run(_batched(make_engine(), _requests(tokenizer, temperature=1.5, top_p=1e-6, seed=5)))
     assert [g["ids"] for g in greedy] == [n["ids"] for n in nucleus_of_one]
 
 
@@ -157,7 +156,7 @@ def test_prompt_beyond_context_is_refused(make_engine, tokenizer):
         finally:
             await engine.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_cancelled_request_leaves_the_batch(make_engine, tokenizer):
@@ -178,7 +177,7 @@ def test_cancelled_request_leaves_the_batch(make_engine, tokenizer):
         await engine.stop()
         return running_before, running_after
 
-    assert run(scenario()) == (1, 0)
+    assert asyncio.run(scenario()) == (1, 0)
 
 
 def test_sampling_draws_only_from_the_nucleus():
@@ -202,13 +201,13 @@ def test_prompts_sharing_a_prefix_reuse_its_cache_and_answer_the_same(make_engin
     prompts = [tokenizer(system + q)["input_ids"] for q in ("What is red?", "Name a fish.", "Count to three.")]
     requests = [GenerationRequest(f"r{i}", p, Sampling(max_tokens=10, temperature=0.0)) for i, p in enumerate(prompts)]
     cached_engine = make_engine(max_batch_size=1)
-    cached = run(_one_by_one(cached_engine, requests))
-    plain = run(_one_by_one(make_engine(max_batch_size=1, prefix_cache_tokens=0), requests))
+    cached = asyncio.run(_one_by_one(cached_engine, requests))
+    plain = asyncio.run(_one_by_one(make_engine(max_batch_size=1, prefix_cache_tokens=0), requests))
     assert [c["ids"] for c in cached] == [p["ids"] for p in plain]
     assert cached_engine._prefix.hits == 2 and cached_engine._prefix.hit_tokens >= 32
     # Batched newcomers with and without a cached prefix in one prefill also match.
-    mixed = run(_batched(make_engine(max_batch_size=8), requests + _requests(tokenizer, temperature=0.0)))
-    alone = run(
+    mixed = asyncio.run(_batched(make_engine(max_batch_size=8), requests + _requests(tokenizer, temperature=0.0)))
+    alone = asyncio.run(
         _one_by_one(
             make_engine(max_batch_size=1, prefix_cache_tokens=0), requests + _requests(tokenizer, temperature=0.0)
         )

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tests.helpers.tiny_models import BASE, tiny_model
 
 from ministudio_serve.engines.base import AdapterHandle, GenerationRequest, Sampling
 from ministudio_serve.engines.transformers_engine import TransformersEngine
 from ministudio_serve.services.adapters import AdapterService
-from ministudio_serve.testing import BASE, run, tiny_model
 
 PROMPTS = ["Hello there", "The quick brown fox jumps over", "a", "Once upon a time", "x y z", "List fruits:"]
 
@@ -62,7 +62,7 @@ def test_batched_lora_generates_what_peft_generates(make_engine, adapter_factory
         finally:
             await engine.stop()
 
-    assert run(scenario()) == expected
+    assert asyncio.run(scenario()) == expected
 
 
 def test_mixed_adapters_in_one_batch_equal_each_adapter_alone(make_engine, adapter_factory, tokenizer):
@@ -86,7 +86,7 @@ def test_mixed_adapters_in_one_batch_equal_each_adapter_alone(make_engine, adapt
         finally:
             await engine.stop()
 
-    mixed, alone = run(scenario(8)), run(scenario(1))
+    mixed, alone = asyncio.run(scenario(8)), asyncio.run(scenario(1))
     assert mixed == alone
     assert mixed[0] != mixed[3] or prompts[0] == prompts[3]
 
@@ -103,7 +103,7 @@ def test_lru_evicts_least_recently_used_and_reloads_it_on_demand(make_engine, ad
         assert again is not None
         return after_loads, service.names(), again.rank
 
-    after_loads, after_reload, rank = run(scenario())
+    after_loads, after_reload, rank = asyncio.run(scenario())
     assert after_loads == ["b", "c"]
     assert after_reload == ["c", "a"]
     assert rank == 8
@@ -112,7 +112,7 @@ def test_lru_evicts_least_recently_used_and_reloads_it_on_demand(make_engine, ad
 def test_ft_model_id_resolves_through_a_local_adapter_source(make_engine, adapter_factory, tmp_path: Path):
     adapter_factory("acme/ftjob-abc/adapter", seed=9)
     service = _service(make_engine(), source=str(tmp_path / "{tenant}/{job_id}/adapter"))
-    handle = run(service.resolve(f"ft:{BASE}:acme:support-bot:ftjob-abc"))
+    handle = asyncio.run(service.resolve(f"ft:{BASE}:acme:support-bot:ftjob-abc"))
     assert handle is not None and handle.name == f"ft:{BASE}:acme:support-bot:ftjob-abc"
     assert service.names() == [handle.name]
 
@@ -133,6 +133,6 @@ def test_ft_model_id_resolves_from_s3(make_engine, adapter_factory, tmp_path: Pa
         service = _service(
             make_engine(), source="s3://ms-artifacts/artifacts/{tenant}/{job_id}/adapter/", cache_dir=tmp_path / "cache"
         )
-        handle = run(service.resolve(f"ft:{BASE}:acme:bot:ftjob-xyz"))
+        handle = asyncio.run(service.resolve(f"ft:{BASE}:acme:bot:ftjob-xyz"))
     assert handle is not None and handle.rank == 8
     assert (Path(handle.path) / "adapter_model.safetensors").is_file()

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from tests.helpers.openai_schema import assert_openai
-
-from ministudio_serve.testing import BASE
+from tests.helpers.tiny_models import BASE
 
 CHAT = {"model": BASE, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 6, "temperature": 0}
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import uvicorn
+from functions.local.procs import free_port
+from tests.helpers.tiny_models import BASE
 
 from ministudio_serve.app import create_app
-from ministudio_serve.testing import BASE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def base_url(settings_factory, make_engine) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     app = create_app(settings_factory(api_key="k-123", port=port), engine=make_engine())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from functions.local.procs import free_port
+from tests.helpers.tiny_models import BASE
 
 from ministudio_serve.app import create_app
-from ministudio_serve.testing import BASE
 
 pytestmark = pytest.mark.slow
 
@@ -71,9 +71,7 @@ def test_real_model_chats_and_serves_an_adapter(settings_factory, model_dir: Pat
 
 
 def test_console_script_serves_on_the_port_it_is_given(tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PORT": "1", "API_KEY": "k"}  # PORT must be ignored
     cmd = [
         sys.executable,

@@ -11,19 +11,23 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from functions.local.procs import free_port
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
+from tests.helpers.mlflow_server import MLFLOW_QUIET_ENV, mlflow_server
+from tests.helpers.tiny_models import build_model_dir
 
 from ministudio_serve.app import create_app
 from ministudio_serve.settings import ServeSettings
 
 pytest.importorskip("mlflow")
-train_testing = pytest.importorskip("ministudio_train.testing")
+pytest.importorskip("ministudio_train")
 PROMPTS = ["say red blue", "say one two three", "say green", "say black white six"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _quiet_mlflow() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in train_testing.MLFLOW_QUIET_ENV.items():
+        for name, value in MLFLOW_QUIET_ENV.items():
             mp.setenv(name, value)
         mp.setenv("HF_HUB_OFFLINE", "1")
         yield
@@ -31,24 +35,24 @@ def _quiet_mlflow() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with train_testing.mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
 
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(train_testing.build_model_dir(tmp_path_factory.mktemp("tiny-base")))
+    return Path(build_model_dir(tmp_path_factory.mktemp("tiny-base")))
 
 
 def _train_and_register(base: Path, out: Path, uri: str, *registry_flags: str) -> dict[str, Any]:
     from ministudio_train.cli import EXIT_OK, main
 
-    train = train_testing.write_jsonl(out.parent / f"{out.name}.jsonl", train_testing.chat_rows(16))
+    train = write_jsonl(out.parent / f"{out.name}.jsonl", chat_rows(16))
     args = ["--model", str(base), "--training-file", str(train), "--output", str(out), "--job-id", f"ftjob-{out.name}",
             "--n-epochs", "4", "--batch-size", "4", "--learning-rate-multiplier", "10", "--validation-split", "0",
             "--prompt-loss-weight", "0", "--mlflow-tracking-uri", uri, *registry_flags]  # fmt: skip
     assert main(args) == EXIT_OK
-    result = train_testing.read_json(out / "result.json")
+    result = read_json(out / "result.json")
     assert "error" not in result["registry"], result["registry"]
     return dict(result["registry"])
 
@@ -186,7 +190,7 @@ def test_a_model_the_registry_lacks_is_a_503_that_says_so(
 
 
 def test_unreachable_registry_is_a_503_naming_the_server(tmp_path: Path):
-    dead = f"http://127.0.0.1:{train_testing.free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     with _serve(tmp_path, mlflow_tracking_uri=dead) as client:
         assert _wait_loaded(client)["model_status"] == "failed"
         reply = client.post("/predict", json={"prompt": "hi"})

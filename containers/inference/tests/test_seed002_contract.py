@@ -226,7 +226,7 @@ def test_seed_variables_configure_the_server(monkeypatch):
 
 def test_api_workers_starts_that_many_server_processes(tmp_path: Path):
     # Given API_WORKERS=2 and a model that cannot load (so each worker starts in seconds and stays up)
-    from ministudio_train.testing import free_port
+    from functions.local.procs import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in SEED_ENV}

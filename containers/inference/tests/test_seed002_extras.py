@@ -158,7 +158,7 @@ def test_an_unknown_key_is_an_error_naming_it(clean_env, tmp_path, capsys):
 
 def test_log_file_gets_the_servers_logs_and_request_lines(tmp_path: Path):
     # A model that cannot load keeps the start quick; the server still answers /health (503, "failed").
-    from ministudio_train.testing import free_port
+    from functions.local.procs import free_port
 
     port = free_port()
     log_file = tmp_path / "logs" / "api.log"

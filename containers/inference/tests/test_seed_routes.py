@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.helpers.tiny_models import BASE
 
 from ministudio_serve.app import create_app
-from ministudio_serve.testing import BASE
 
 SEED_ERROR_KEYS = {"error", "message", "details", "timestamp", "request_id"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from functions.local.procs import free_port
 
 from ministudio_serve.app import create_app
 from ministudio_serve.settings import ServeSettings
@@ -24,12 +24,6 @@ from ministudio_serve.tabular.demo import TrainedVersion, train_versions
 KEY = "server-key"
 ACME = {"Authorization": f"Bearer {KEY}", "X-Tenant-ID": "acme"}
 GLOBEX = {"Authorization": f"Bearer {KEY}", "X-Tenant-ID": "globex"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

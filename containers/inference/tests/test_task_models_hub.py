@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from tests.helpers.tiny_models import tiny_model
 
 from ministudio_serve.app import create_app
 from ministudio_serve.services.embeddings import builtin_dir
-from ministudio_serve.testing import tiny_model
 
 
 @pytest.fixture(scope="module")

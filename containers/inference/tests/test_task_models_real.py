@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.helpers.tiny_models import BASE
 
 from ministudio_serve.app import create_app
 from ministudio_serve.settings import ServeSettings
-from ministudio_serve.testing import BASE
 
 pytestmark = pytest.mark.slow
 TEXT = (

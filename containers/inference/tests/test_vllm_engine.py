@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from tests.helpers.tiny_models import BASE, tiny_model
 
 from ministudio_serve.engines import lora_layers
 from ministudio_serve.engines.vllm_engine import targets_from_config
-from ministudio_serve.testing import BASE, run, tiny_model
 
 
 def _gpu_with_vllm() -> bool:
@@ -63,7 +64,7 @@ def test_vllm_engine_generates_with_and_without_an_adapter(model_dir: Path, adap
         await engine.stop()
         return texts[0], texts[1]
 
-    base, tuned = run(scenario())
+    base, tuned = asyncio.run(scenario())
     assert base and tuned and base != tuned
 
 

@@ -1,5 +1,5 @@
-"""Fixtures: the tiny random Llama and its tokenizer, built once per session (helpers live in ministudio_train.testing,
-importable under pytest's importlib mode)."""
+"""Fixtures: the tiny random Llama and its tokenizer, built once per session (the builders live in
+tests.helpers.tiny_models, shared with the inference server's tests and the control plane's)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from ministudio_train.testing import build_model_dir
+from tests.helpers.tiny_models import build_model_dir
 
 
 @pytest.fixture(scope="session")

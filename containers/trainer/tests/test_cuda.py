@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
 
 from ministudio_train.cli import EXIT_OK, main
 from ministudio_train.model import pick_precision
-from ministudio_train.testing import chat_rows, read_json, write_jsonl
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

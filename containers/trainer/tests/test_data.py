@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.helpers.datasets import chat_rows, write_jsonl
 
 from ministudio_train.data import read_examples, split_validation
 from ministudio_train.errors import TrainError
-from ministudio_train.testing import chat_rows, write_jsonl
 
 
 def test_chat_prompt_completion_and_content_parts_are_read(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers.tiny_models import build_tokenizer
 
 from ministudio_train import hyper, model
-from ministudio_train.testing import build_tokenizer
 
 
 def test_adapter_names_the_public_base_and_saves_offline(

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from functions.local.procs import free_port
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
+from tests.helpers.mlflow_server import MLFLOW_QUIET_ENV, mlflow_server
 
 from ministudio_train.cli import EXIT_OK, main
 from ministudio_train.registry import RegistrySettings
-from ministudio_train.testing import MLFLOW_QUIET_ENV, chat_rows, free_port, mlflow_server, read_json, write_jsonl
 
 pytest.importorskip("mlflow")
 

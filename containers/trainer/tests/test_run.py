@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import torch
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
 
 from ministudio_train import batching
 from ministudio_train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from ministudio_train.testing import chat_rows, read_json, write_jsonl
 
 ADAPTER_FILES = {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json"}
 
@@ -169,9 +169,8 @@ def test_spec_with_nowhere_to_report_exits_2(capsys: pytest.CaptureFixture[str])
 def test_conversation_the_chat_template_rejects_names_its_line(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
+    from tests.helpers.tiny_models import CHATML
     from transformers import AutoTokenizer
-
-    from ministudio_train.testing import CHATML
 
     # Given a model whose chat template insists on a user turn first, like many instruct models' templates
     strict = tmp_path / "strict-model"

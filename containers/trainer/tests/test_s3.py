@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from functions.local.procs import free_port
+from tests.helpers.datasets import chat_rows, write_jsonl
 
 from ministudio_train.cli import EXIT_FAILED, EXIT_OK, main
 from ministudio_train.outputs import Outputs
-from ministudio_train.testing import chat_rows, write_jsonl
 
 BUCKET = "ministudio-test"
 PREFIX = "artifacts/acme/ftjob-s3test/"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

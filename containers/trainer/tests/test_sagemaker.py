@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
 
 from ministudio_train.cli import EXIT_FAILED, EXIT_OK, main
-from ministudio_train.testing import chat_rows, read_json, write_jsonl
 
 
 def _opt_ml(root: Path, hyperparameters: dict[str, str], rows: int = 10) -> Path:

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
 
-from ministudio_train.testing import chat_rows, cli_env, read_json, trainer_cmd, write_jsonl
+
+def cli_env() -> dict[str, str]:
+    """Environment for a trainer subprocess: offline, quiet, without an ambient SageMaker or spec."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "MINISTUDIO_JOB_SPEC"))}
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1",
+            "MINISTUDIO_SAGEMAKER_ROOT": "/nonexistent-sagemaker-root",
+        }
+    )
+    return env
+
+
+def trainer_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ministudio_train.cli", *args]
 
 
 def _wait_for_step(progress: Path, proc: subprocess.Popen[bytes], timeout: float = 180) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.helpers.datasets import chat_rows, read_json, write_jsonl
 
 from ministudio_train.batching import encode
 from ministudio_train.cli import EXIT_OK, main
 from ministudio_train.data import Example
-from ministudio_train.testing import chat_rows, read_json, write_jsonl
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 pytestmark = pytest.mark.slow

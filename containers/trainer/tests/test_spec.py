@@ -115,6 +115,32 @@ def test_spec_missing_model_or_with_unknown_field_names_it() -> None:
     assert (unknown.value.code, unknown.value.param) == ("invalid_job_spec", "epochs")
 
 
+def test_a_minimal_spec_takes_the_shared_models_defaults() -> None:
+    from ministudio_common.spec import DEFAULT_SEED, TrainingSpec
+
+    spec = _load(["--model", "m", "--training-file", "t.jsonl", "--output", "/tmp/o"])
+
+    assert isinstance(spec, TrainingSpec) and spec.seed == DEFAULT_SEED == 42
+    assert (spec.job_id, spec.tenant, spec.suffix, spec.validation_file) == ("ftjob-local", "", None, None)
+    assert spec.fine_tuned_model is None  # no tenant: a run by hand names no fine-tuned model
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [({"seed": "seven"}, "seed"), ({"seed": -1}, "seed"), ({"model_dir": "/opt/ml/model"}, "model_dir")],
+)
+def test_a_spec_the_shared_model_refuses_is_an_invalid_job_spec(change: dict[str, object], param: str) -> None:
+    # model_dir is SageMaker's to say (from /opt/ml), never a spec field
+    with pytest.raises(TrainError) as refused:
+        _load(["--spec-json", json.dumps({**SPEC, **change})])
+    assert (refused.value.code, refused.value.param) == ("invalid_job_spec", param)
+
+
+def test_null_fields_are_unset() -> None:
+    spec = _load(["--spec-json", json.dumps({**SPEC, "seed": None, "suffix": None, "tenant": None})])
+    assert (spec.seed, spec.suffix, spec.tenant) == (42, None, "")
+
+
 def test_auto_hyperparameters_resolve_from_the_dataset_size() -> None:
     small, large = hyper.resolve({}, n_train=20), hyper.resolve({"batch_size": "auto"}, n_train=50_000)
 

@@ -1,9 +1,10 @@
 """The job spec: where it comes from (file, JSON string, env, SageMaker's /opt/ml) and what its fields mean.
 
-Precedence, lowest first: SageMaker's hyperparameters.json, then the first of `--spec`, `--spec-json`,
-`$MINISTUDIO_JOB_SPEC`; SageMaker channels (already downloaded by SageMaker) replace the data files; individual
-CLI flags override everything. Hyperparameter values may be strings (SageMaker stores them so) and are checked in
-`hyper.py`.
+The fields, their defaults and their validation are the control plane's own (`ministudio_common.spec.TrainingSpec`:
+what it sends is what is read here). This module only merges the sources. Precedence, lowest first: SageMaker's
+hyperparameters.json, then the first of `--spec`, `--spec-json`, `$MINISTUDIO_JOB_SPEC`; SageMaker channels (already
+downloaded by SageMaker) replace the data files; individual CLI flags override everything. Hyperparameter values
+may be strings (SageMaker stores them so) and are checked in `hyper.py`.
 """
 
 from __future__ import annotations
@@ -12,39 +13,28 @@ import argparse
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ministudio_common.spec import FIELDS, TrainingSpec
+from pydantic import ValidationError
 
 from ministudio_train.errors import TrainError
 from ministudio_train.hyper import HYPERPARAMETERS
 
 SPEC_ENV = "MINISTUDIO_JOB_SPEC"
 SAGEMAKER_ROOT_ENV = "MINISTUDIO_SAGEMAKER_ROOT"  # tests point this at a temporary /opt/ml
-_TOP_LEVEL = ("job_id", "tenant", "model", "training_file", "validation_file", "seed", "suffix", "output")
+LOCAL_JOB_ID = "ftjob-local"  # a spec run by hand may name no job
+_TOP_LEVEL = tuple(name for name in FIELDS if name != "hyperparameters")
 
 
-@dataclass
-class JobSpec:
-    model: str
-    training_file: str
-    output: str
-    job_id: str = "ftjob-local"
-    tenant: str | None = None
-    validation_file: str | None = None
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    seed: int = 42
-    suffix: str | None = None
-    # SageMaker only: where SageMaker picks up the model, syncs checkpoints and reads a failure reason.
+class JobSpec(TrainingSpec):
+    """The shared spec plus what only SageMaker says: where it picks up the model, syncs checkpoints and reads a
+    failure reason. These never travel in a spec: `load_spec` sets them from /opt/ml."""
+
     model_dir: str | None = None
     checkpoint_dir: str | None = None
     failure_file: str | None = None
-
-    @property
-    def fine_tuned_model(self) -> str | None:
-        if not self.tenant or not self.job_id:
-            return None
-        return f"ft:{self.model}:{self.tenant}:{self.suffix or ''}:{self.job_id}"
 
 
 class SpecUnusable(Exception):
@@ -150,29 +140,20 @@ def load_spec(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         merged["output"] = sm_extra["model_dir"]
     if not merged.get("output"):
         raise SpecUnusable("the job spec names no output (an s3:// prefix or a local directory)")
-    unknown = sorted(set(merged) - set(_TOP_LEVEL) - {"hyperparameters", "method"})
+    unknown = sorted(set(merged) - set(FIELDS) - {"method"})
     if unknown:
         raise TrainError("invalid_job_spec", f"unknown job spec field(s): {', '.join(unknown)}", unknown[0])
+    fields = {k: v for k, v in merged.items() if k in FIELDS and v is not None}  # null means unset
+    fields.setdefault("job_id", LOCAL_JOB_ID)
     for key in ("model", "training_file"):
-        if not merged.get(key):
+        if not fields.get(key):
             raise TrainError("invalid_job_spec", f"the job spec names no {key}", key)
-    raw_seed = merged.get("seed")
     try:
-        seed = 42 if raw_seed is None else int(raw_seed)
-    except (TypeError, ValueError) as exc:
-        raise TrainError("invalid_job_spec", f"seed must be an integer, got {merged['seed']!r}", "seed") from exc
-    return JobSpec(
-        model=str(merged["model"]),
-        training_file=str(merged["training_file"]),
-        output=str(merged["output"]),
-        job_id=str(merged.get("job_id") or "ftjob-local"),
-        tenant=merged.get("tenant"),
-        validation_file=merged.get("validation_file") or None,
-        hyperparameters=merged["hyperparameters"],
-        seed=seed,
-        suffix=merged.get("suffix") or None,
-        **sm_extra,
-    )
+        return JobSpec.model_validate({**fields, **sm_extra})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = str(first["loc"][0]) if first["loc"] else None
+        raise TrainError("invalid_job_spec", f"{param or 'job spec'}: {first['msg']}", param) from exc
 
 
 def output_hint(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str | None:
