@@ -1,4 +1,9 @@
-"""Dependencies as types: routes declare what they need (`Tenant_`, `StoreDep`, …); tests override them."""
+"""Dependencies as types: routes declare what they need (`CallerDep`, `ClientsDep`, …); tests override them.
+
+A route takes one dependency, not one per client: each dependency a route declares costs FastAPI an analysis when
+the route is built (cold start) and a step per request. `CallerDep` is the authenticated tenant with the process's
+clients (`caller.store`, `caller.queues`, …); `ClientsDep` the clients alone (admin and open routes). The
+per-client dependencies (`StoreDep`, …, `CurrentTenant`) remain for routes that still declare them one by one."""
 
 from __future__ import annotations
 
@@ -60,14 +65,20 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
     return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
-async def current_tenant(
-    request: Request, credentials: Credentials, store: StoreDep, cache: CacheDep, settings: SettingsDep
+def _authenticated(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, store: Store, cache: Cache, settings: Settings
 ) -> Tenant:
-    """Inline on the event loop: a Redis hit (or a MongoDB read on a miss) costs less than a thread-pool hop."""
     tenant = service.authenticate(store, cache, settings, _token(request, credentials))
     tenant_var.set(tenant.client_code)
     service.check_rate_limit(cache, settings, tenant)
     return tenant
+
+
+async def current_tenant(
+    request: Request, credentials: Credentials, store: StoreDep, cache: CacheDep, settings: SettingsDep
+) -> Tenant:
+    """Inline on the event loop: a Redis hit (or a MongoDB read on a miss) costs less than a thread-pool hop."""
+    return _authenticated(request, credentials, store, cache, settings)
 
 
 def require_admin(request: Request, credentials: Credentials, settings: SettingsDep) -> None:
@@ -78,10 +89,9 @@ def require_admin(request: Request, credentials: Credentials, settings: Settings
 def _admin_from_secrets(settings: Settings) -> str | None:
     if not settings.admin_api_key_secret_arn:
         return None
-    from aws_lambda_powertools.utilities import parameters
-
-    # Cached for 5 minutes per container: a rotated key takes effect without a redeploy.
-    return str(parameters.get_secret(settings.admin_api_key_secret_arn, max_age=300))
+    # Read per request through the secrets cache (SECRETS_MAX_AGE_SECONDS): a rotated key takes effect without a
+    # redeploy, once the cached copy is that old.
+    return settings.secret(settings.admin_api_key_secret_arn)
 
 
 async def training_backend(settings: SettingsDep) -> TrainingBackend:
@@ -109,3 +119,70 @@ async def serving_backend(settings: SettingsDep) -> ServingBackend:
 
 
 ServingDep = Annotated[ServingBackend, Depends(serving_backend)]
+
+
+class Clients:
+    """The process's settings and clients, each made on first use (they are process singletons)."""
+
+    @property
+    def settings(self) -> Settings:
+        return get_settings()
+
+    @property
+    def store(self) -> Store:
+        return get_store()
+
+    @property
+    def cache(self) -> Cache:
+        return get_cache()
+
+    @property
+    def blobs(self) -> Blobs:
+        return get_blobs()
+
+    @property
+    def queues(self) -> Queues:
+        return get_queues()
+
+    @property
+    def training(self) -> TrainingBackend:
+        from functions.compute import get_training_backend
+
+        return get_training_backend(self.settings)
+
+    @property
+    def serving(self) -> ServingBackend:
+        from functions.compute import get_serving_backend
+
+        return get_serving_backend(self.settings)
+
+
+class Caller(Clients):
+    """A request from an authenticated tenant (rate limit already counted), and what serving it may need."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+
+    @property
+    def client_code(self) -> str:
+        return self.tenant.client_code
+
+    def own(self, client_code: str | None) -> str:
+        """A client_code in a seed route's path or body: the caller's own, else 404 (see `own_client_code`)."""
+        return own_client_code(self.tenant, client_code)
+
+
+_CLIENTS = Clients()
+
+
+async def clients() -> Clients:
+    return _CLIENTS
+
+
+async def caller(request: Request, credentials: Credentials) -> Caller:
+    """Inline on the event loop, like `current_tenant`."""
+    return Caller(_authenticated(request, credentials, get_store(), get_cache(), get_settings()))
+
+
+ClientsDep = Annotated[Clients, Depends(clients)]
+CallerDep = Annotated[Caller, Depends(caller)]

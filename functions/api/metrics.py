@@ -78,8 +78,13 @@ class MetricsMiddleware:
 
 
 def instrument(app: FastAPI) -> FastAPI:
-    """Count every request of `app` and serve the counts at GET /metrics (left out of the OpenAPI document)."""
-    metrics = HttpMetrics()
+    """Count every request of `app` and serve the counts at GET /metrics (left out of the OpenAPI document).
+
+    The one place the middleware is added (the local runtime calls this on the app it serves); instrumenting an app
+    twice changes nothing, so no request is ever counted twice."""
+    if getattr(app.state, "http_metrics", None) is not None:
+        return app
+    metrics = app.state.http_metrics = HttpMetrics()
 
     async def scrape() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

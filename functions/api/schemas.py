@@ -3,7 +3,7 @@ Mini Studio's own resources follow the same conventions (object, id, created_at 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,30 @@ from functions.datasets.registry import openai_status
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Item = TypeVar("Item", bound=BaseModel)  # an object with an `id`
+
+
+class ListPage(BaseModel, Generic[Item]):
+    """Every list the API answers: OpenAI's envelope, `{object: "list", data, has_more, first_id, last_id}`.
+    Use it parametrized (`ListPage[FileOut].of(...)`): the item type is what gets documented and serialized."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)  # every field is always sent
+
+    object: Literal["list"] = "list"
+    data: list[Item]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+    @classmethod
+    def of(cls, data: list[Item], has_more: bool = False, *, empty_id: str | None = None) -> ListPage[Item]:
+        """`empty_id`: first_id and last_id of an empty page (OpenAI's file list wants strings there: "")."""
+        if not data:
+            return cls(data=data, has_more=has_more, first_id=empty_id, last_id=empty_id)
+        first, last = data[0], data[-1]
+        return cls(data=data, has_more=has_more, first_id=first.id, last_id=last.id)  # type: ignore[attr-defined]
 
 
 # --- errors -------------------------------------------------------------------------------------------------
@@ -67,12 +91,6 @@ class TenantOut(BaseModel):
     config: dict[str, Any]
 
 
-class TenantList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[TenantOut]
-    has_more: bool = False
-
-
 class ApiKeyCreate(Strict):
     name: str | None = Field(default=None, max_length=100)
 
@@ -89,12 +107,6 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret, shown this once only")
-
-
-class ApiKeyList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ApiKeyOut]
-    has_more: bool = False
 
 
 # --- files ----------------------------------------------------------------------------------------------------
@@ -145,14 +157,6 @@ class FileOut(BaseModel):
             status_details=details,
             validation=validation,
         )
-
-
-class FileList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[FileOut]
-    first_id: str
-    last_id: str
-    has_more: bool
 
 
 class FileDeleted(BaseModel):

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from functions.api.schemas import Strict
-from functions.core.models import Checkpoint, FineTunedModel, Job, JobEvent
+from functions.core.models import Checkpoint, Job, JobEvent
+from functions.jobs.model_service import ModelCard
 
 Auto = Literal["auto"]
 
@@ -97,12 +98,6 @@ class JobOut(BaseModel):
         )
 
 
-class JobList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[JobOut]
-    has_more: bool
-
-
 class EventOut(BaseModel):
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
     id: str
@@ -115,12 +110,6 @@ class EventOut(BaseModel):
     @classmethod
     def of(cls, e: JobEvent) -> EventOut:
         return cls(id=e.id, created_at=e.created_at, level=e.level, message=e.message, type=e.type, data=e.data)
-
-
-class EventList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EventOut]
-    has_more: bool
 
 
 class CheckpointOut(BaseModel):
@@ -144,14 +133,6 @@ class CheckpointOut(BaseModel):
         )
 
 
-class CheckpointList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[CheckpointOut]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
-
-
 class ModelOut(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -159,13 +140,8 @@ class ModelOut(BaseModel):
     owned_by: str
 
     @classmethod
-    def of_fine_tuned(cls, m: FineTunedModel) -> ModelOut:
-        return cls(id=m.id, created=m.created_at, owned_by=m.client_code)
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelOut]
+    def of(cls, m: ModelCard) -> ModelOut:
+        return cls(id=m.id, created=m.created, owned_by=m.owned_by)
 
 
 class ModelDeleted(BaseModel):

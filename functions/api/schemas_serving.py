@@ -4,11 +4,13 @@ deploy requests."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.core.models import Deployment, InferenceLog
+from functions.deployments.usage import Usage
 
 
 class DeploymentCreate(BaseModel):
@@ -99,14 +101,6 @@ def _tenant_of(model_id: str) -> str | None:
     return parts[1] if model_id.startswith("ft:") and len(parts) == 4 else None
 
 
-class DeploymentList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[DeploymentOut]
-    has_more: bool
-    first_id: str | None
-    last_id: str | None
-
-
 class ChatProxyRequest(BaseModel):
     """Checked here only as far as routing needs; the inference server validates the rest against OpenAI's spec."""
 
@@ -148,6 +142,10 @@ class UsageOut(BaseModel):
     completion_tokens: int
     total_tokens: int
 
+    @classmethod
+    def of(cls, u: Usage) -> UsageOut:
+        return cls.model_validate(asdict(u))
+
 
 class LogOut(BaseModel):
     object: Literal["inference.log"] = "inference.log"
@@ -168,14 +166,6 @@ class LogOut(BaseModel):
     @classmethod
     def of(cls, e: InferenceLog) -> LogOut:
         return cls(**e.model_dump(exclude={"client_code", "seq"}))
-
-
-class LogList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[LogOut]
-    has_more: bool
-    first_id: str | None
-    last_id: str | None
 
 
 class SeedBaseDeploy(BaseModel):

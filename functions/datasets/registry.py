@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +20,7 @@ from functions.core.settings import Settings
 from functions.datasets.filenames import clean_filename, display_filename
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
+from functions.store.paging import Page
 
 ALLOWED_EXTENSIONS = (".jsonl", ".json", ".ndjson")
 PURPOSES = ("fine-tune",)
@@ -135,6 +137,18 @@ def get_dataset(store: Store, client_code: str, file_id: str) -> Dataset:
     return dataset
 
 
+def list_files(
+    store: Store, client_code: str, purpose: str | None, after: str | None, limit: int, order: str
+) -> Page[Dataset]:
+    return store.datasets.page(client_code, purpose, after, limit, order)
+
+
+def content(store: Store, blobs: Blobs, client_code: str, file_id: str) -> tuple[Iterator[bytes], str]:
+    """The file's bytes as stored (streamed from S3, never held whole) and a safe name to download it as."""
+    dataset = get_dataset(store, client_code, file_id)
+    return blobs.iter_chunks(dataset.bucket, dataset.s3_key), safe_filename(dataset.filename)
+
+
 def delete_dataset(store: Store, blobs: Blobs, client_code: str, file_id: str) -> Dataset:
     dataset = get_dataset(store, client_code, file_id)
     blobs.delete(dataset.bucket, dataset.s3_key)
@@ -184,9 +198,9 @@ def _from_dfs(store: Store, blobs: Blobs, settings: Settings, client_code: str, 
     path = path.resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return None  # outside the tenant's folder (or a traversal attempt): not found, like any other miss
-    existing = store.datasets.col.find_one({"client_code": client_code, "dfs_path": str(path)})
+    existing = store.datasets.by_dfs_path(client_code, str(path))
     if existing is not None:
-        return Dataset.model_validate(existing)
+        return existing
     with open(path, "rb") as stream:
         dataset = register_stream(
             store,
@@ -199,5 +213,5 @@ def _from_dfs(store: Store, blobs: Blobs, settings: Settings, client_code: str, 
             "fine-tune",
             "dfs",
         )
-    store.datasets.col.update_one({"_id": dataset.id}, {"$set": {"dfs_path": str(path)}})
+    store.datasets.set_dfs_path(dataset.id, str(path))
     return dataset

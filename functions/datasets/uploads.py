@@ -85,6 +85,12 @@ def get(store: Store, client_code: str, upload_id: str) -> Upload:
     return upload
 
 
+def retrieve(store: Store, client_code: str, upload_id: str) -> tuple[Upload, Dataset | None]:
+    """The upload and the File it became (None until it is completed)."""
+    upload = get(store, client_code, upload_id)
+    return upload, store.datasets.get(upload.file_id, client_code)
+
+
 def _pending(store: Store, client_code: str, upload_id: str) -> Upload:
     upload = get(store, client_code, upload_id)
     if upload.status != UploadStatus.pending:

@@ -1,4 +1,5 @@
-"""Deployments: create (base model, or a fine-tuned model as an adapter), read with a status refresh, list, delete.
+"""Deployments: create (base model, or a fine-tuned model as an adapter), read with a status refresh, list, scale,
+delete.
 
 The API writes the record (`pending`) and sends `{"deployment_id", "action"}` on the dispatch queue; the dispatch
 worker talks to the serving backend (functions/deployments/dispatch.py). Reads of a deployment in a moving state
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from functions.compute.serving import serving_name
+from functions.compute.serving import ServingBackend, serving_name
 from functions.core import ids
-from functions.core.errors import InvalidRequest, NotFound
+from functions.core.errors import Conflict, InvalidRequest, NotFound
 from functions.core.models import Deployment, DeploymentStatus, Tenant
 from functions.core.settings import Settings
 from functions.jobs.models import fine_tuned
 from functions.store.cache import Cache
 from functions.store.mongo import Store
+from functions.store.paging import Page
 from functions.store.queues import Queues
 
 MAX_REPLICAS = 32
@@ -44,6 +46,23 @@ class Sizing:
         if not self.prometheus_threshold > 0:
             raise InvalidRequest("prometheus_threshold must be greater than 0", param="prometheus_threshold")
         return self
+
+
+def deploy(
+    store: Store,
+    queues: Queues,
+    cache: Cache,
+    settings: Settings,
+    tenant: Tenant,
+    model: str,
+    sizing: Sizing,
+    *,
+    dedicated: bool = False,
+) -> Deployment:
+    """POST /v1/deployments: a base model gets a server; a fine-tuned `ft:` model is served as an adapter."""
+    if model.startswith("ft:"):
+        return deploy_fine_tuned(store, queues, cache, settings, tenant, model, sizing, dedicated=dedicated)
+    return deploy_base(store, queues, cache, settings, tenant, model, sizing)
 
 
 def deploy_base(
@@ -125,6 +144,51 @@ def get(store: Store, client_code: str, deployment_id: str) -> Deployment:
     if deployment is None:
         raise NotFound(f"deployment {deployment_id!r} not found", param="deployment_id")
     return deployment
+
+
+def list_page(store: Store, client_code: str, after: str | None, limit: int) -> Page[Deployment]:
+    return store.deployments.page(client_code, after, limit)
+
+
+def retrieve(
+    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, client_code: str, deployment_id: str
+) -> Deployment:
+    """A deployment on the move (`deploying`, `deleting`) is asked where it stands, so a client polling sees
+    `ready` as soon as the server is."""
+    deployment = get(store, client_code, deployment_id)
+    if deployment.status in (DeploymentStatus.deploying, DeploymentStatus.deleting):
+        from functions.deployments.dispatch import refresh_quietly  # dispatch imports this module
+
+        deployment = refresh_quietly(store, backend, cache, settings, deployment)
+    return deployment
+
+
+def scale(
+    store: Store,
+    backend: ServingBackend,
+    cache: Cache,
+    settings: Settings,
+    client_code: str,
+    deployment_id: str,
+    min_replicas: int | None,
+    max_replicas: int | None,
+) -> Deployment:
+    """New replica bounds for a live deployment with a server of its own; a bound left out keeps its value."""
+    from functions.deployments.dispatch import apply  # dispatch imports this module
+
+    deployment = get(store, client_code, deployment_id)
+    low = deployment.min_replicas if min_replicas is None else min_replicas
+    high = deployment.max_replicas if max_replicas is None else max_replicas
+    sizing = Sizing(deployment.gpu_count, low, high, deployment.prometheus_threshold).check()
+    if not deployment.dedicated:
+        raise Conflict("this adapter rides on a shared server; deploy it with `dedicated: true` to scale it")
+    if deployment.status not in (DeploymentStatus.deploying, DeploymentStatus.ready):
+        raise Conflict(f"deployment {deployment.id} is {deployment.status.value}; only a live one can be scaled")
+    status = backend.scale(deployment.name, sizing.min_replicas, sizing.max_replicas)
+    moved = store.deployments.update(
+        deployment.id, [deployment.status.value], min_replicas=sizing.min_replicas, max_replicas=sizing.max_replicas
+    )
+    return apply(store, backend, cache, settings, moved or deployment, status)
 
 
 def delete(store: Store, queues: Queues, cache: Cache, client_code: str, deployment_id: str) -> Deployment:

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import Any
 
 from functions.core import ids
-from functions.core.errors import Conflict, InvalidRequest, NotFound
-from functions.core.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, Tenant, now
+from functions.core.errors import InvalidRequest, NotFound
+from functions.core.models import Checkpoint, Dataset, DatasetStatus, Job, JobEvent, JobStatus, Tenant, now
 from functions.core.observability import log
 from functions.core.settings import Settings
 from functions.jobs import hyperparameters
+from functions.jobs.idempotency import replay, request_fingerprint
 from functions.store.mongo import Store
+from functions.store.paging import Page
 from functions.store.queues import Queues
 
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,18}$")
 TERMINAL = [s.value for s in JobStatus if s.terminal]
-FINGERPRINTED = ("model", "training_file", "validation_file", "hyperparameters", "suffix", "seed", "metadata")
 
 
 def fine_tuned_name(base: str, client_code: str, suffix: str | None, job_id: str) -> str:
@@ -81,38 +80,6 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
             raise InvalidRequest("metadata keys are at most 64 characters, values 512", param=f"metadata.{key}")
 
 
-def request_fingerprint(**params: Any) -> dict[str, str]:
-    """A hash of each request parameter's canonical JSON: what an Idempotency-Key stands for. Per field, so a
-    reused key can be told which fields differ; hashes, so nothing of the request is stored twice."""
-    canonical = {
-        **params,
-        "hyperparameters": {k: v for k, v in (params.get("hyperparameters") or {}).items() if v != "auto"},
-        "metadata": params.get("metadata") or None,  # "auto" and absent, {} and absent: the same request
-    }
-
-    def digest(value: Any) -> str:
-        return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
-
-    return {name: digest(canonical.get(name)) for name in FINGERPRINTED}
-
-
-def _replay(store: Store, client_code: str, key: str, fingerprint: dict[str, str]) -> Job | None:
-    """The job this key already made, if the request is the same one (Stripe's and OpenAI's idempotency keys)."""
-    found = store.jobs.by_idempotency_key(client_code, key)
-    if found is None:
-        return None
-    job, stored = found
-    differing = [name for name in FINGERPRINTED if stored is not None and stored.get(name) != fingerprint[name]]
-    if differing:
-        raise Conflict(
-            f"Idempotency-Key {key!r} was already used for fine-tuning job {job.id} with different parameters "
-            f"({', '.join(differing)} differ); repeat that request exactly to get the job again, or use a new key",
-            param="Idempotency-Key",
-            code="idempotency_key_reused",
-        )
-    return job
-
-
 def create_job(
     store: Store,
     queues: Queues,
@@ -129,8 +96,20 @@ def create_job(
     idempotency_key: str | None = None,
     source: str = "api",
     dataset_ref: str | None = None,
+    method: str | None = None,
+    method_hyperparameters: dict[str, Any] | None = None,
+    integrations: list[dict[str, Any]] | None = None,
 ) -> tuple[Job, bool]:
-    """Validate the request, write the job, then ask for dispatch; returns (job, created)."""
+    """Validate the request, write the job, then ask for dispatch; returns (job, created).
+
+    OpenAI's `method` may carry the hyperparameters too (they win over the top-level ones); only `supervised`
+    is trained here, and no integrations are."""
+    if method is not None and method != "supervised":
+        raise InvalidRequest(f"method.type {method!r} is not supported; use supervised", param="method.type")
+    if method_hyperparameters:
+        hyperparameters_asked = {**(hyperparameters_asked or {}), **method_hyperparameters}
+    if integrations:
+        raise InvalidRequest("integrations are not supported", param="integrations")
     asked = hyperparameters.check(hyperparameters_asked)
     fingerprint = request_fingerprint(
         model=model,
@@ -142,8 +121,8 @@ def create_job(
         metadata=metadata,
     )
     # Before the other checks: a repeated request gets its job back even if, say, its file is gone since.
-    if idempotency_key is not None and (replay := _replay(store, tenant.client_code, idempotency_key, fingerprint)):
-        return replay, False
+    if idempotency_key is not None and (again := replay(store, tenant.client_code, idempotency_key, fingerprint)):
+        return again, False
     if model not in settings.base_models:
         raise InvalidRequest(
             f"model {model!r} cannot be fine-tuned here; available: {settings.base_models}", param="model"
@@ -177,7 +156,7 @@ def create_job(
     job, created = store.jobs.create(job, fingerprint)
     if not created:  # a concurrent request with the same key won the insert
         assert idempotency_key is not None
-        return _replay(store, tenant.client_code, idempotency_key, fingerprint) or job, False
+        return replay(store, tenant.client_code, idempotency_key, fingerprint) or job, False
     add_event(store, job, "created", "Created fine-tuning job")
     status_event(store, job)
     if job.status == JobStatus.queued:
@@ -226,6 +205,18 @@ def get_job(store: Store, client_code: str, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"fine-tuning job {job_id!r} not found", param="fine_tuning_job_id")
     return job
+
+
+def list_jobs(store: Store, client_code: str, after: str | None, limit: int) -> Page[Job]:
+    return store.jobs.page(client_code, after, limit)
+
+
+def list_events(store: Store, client_code: str, job_id: str, after: str | None, limit: int) -> Page[JobEvent]:
+    return store.events.page(get_job(store, client_code, job_id).id, after, limit)
+
+
+def list_checkpoints(store: Store, client_code: str, job_id: str, after: str | None, limit: int) -> Page[Checkpoint]:
+    return store.checkpoints.page(get_job(store, client_code, job_id).id, after, limit)
 
 
 def cancel_job(store: Store, queues: Queues, client_code: str, job_id: str) -> Job:

@@ -6,81 +6,50 @@ from collections.abc import Iterable
 from typing import Any
 
 from functions.core import names
-from functions.core.models import Deployment, DeploymentStatus, InferenceLog, now
-from functions.store.paging import Page, after_update, page
+from functions.core.models import Deployment, DeploymentStatus, InferenceLog
+from functions.store.paging import Page
+from functions.store.repo import Repo, StatefulRepo
 
 LIVE = [DeploymentStatus.pending, DeploymentStatus.deploying, DeploymentStatus.ready]
 
 
-class DeploymentRepo:
+class DeploymentRepo(StatefulRepo[Deployment]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.DEPLOYMENTS]
+        super().__init__(db, names.DEPLOYMENTS, Deployment)
 
-    def insert(self, deployment: Deployment) -> Deployment:
-        self.col.insert_one(deployment.doc())
-        return deployment
-
-    def get(self, deployment_id: str, client_code: str | None = None) -> Deployment | None:
-        query: dict[str, Any] = {"_id": deployment_id}
-        if client_code is not None:
-            query["client_code"] = client_code
-        doc = self.col.find_one(query)
-        return Deployment.model_validate(doc) if doc else None
-
-    def page(self, client_code: str, after: str | None, limit: int) -> Page:
-        return page(self.col, {"client_code": client_code}, after, limit, "desc")
+    def page(self, client_code: str, after: str | None, limit: int) -> Page[Deployment]:
+        return self.paginate({"client_code": client_code}, after, limit)
 
     def live_for_model(self, client_code: str, model: str) -> list[Deployment]:
         """The tenant's live deployments serving `model`, ready ones first, newest first."""
-        docs = self.col.find({"client_code": client_code, "model": model, "status": {"$in": LIVE}})
-        found = [Deployment.model_validate(d) for d in docs]
+        found = self.find({"client_code": client_code, "model": model, "status": {"$in": LIVE}})
         return sorted(found, key=lambda d: (d.status != DeploymentStatus.ready, -d.seq))
 
     def hosts_for(self, base_model: str) -> list[Deployment]:
         """Ready deployments with a server of their own for `base_model`: where an adapter can ride along."""
-        docs = self.col.find(
-            {"base_model": base_model, "dedicated": True, "status": DeploymentStatus.ready.value}
-        ).sort("seq", 1)
-        return [Deployment.model_validate(d) for d in docs]
+        query = {"base_model": base_model, "dedicated": True, "status": DeploymentStatus.ready.value}
+        return self.find(query, sort=[("seq", 1)])
 
     def riders(self, host_id: str) -> list[Deployment]:
         """Live adapter deployments that depend on the host's server."""
-        docs = self.col.find({"host_id": host_id, "status": {"$in": [*LIVE, DeploymentStatus.deleting]}})
-        return [Deployment.model_validate(d) for d in docs]
+        return self.find({"host_id": host_id, "status": {"$in": [*LIVE, DeploymentStatus.deleting]}})
 
     def in_status(self, statuses: Iterable[str], limit: int = 500) -> list[Deployment]:
-        docs = self.col.find({"status": {"$in": list(statuses)}}).sort("updated_at", 1).limit(limit)
-        return [Deployment.model_validate(d) for d in docs]
-
-    def transition(self, deployment_id: str, expected: Iterable[str], status: str, **fields: Any) -> Deployment | None:
-        doc = self.col.find_one_and_update(
-            {"_id": deployment_id, "status": {"$in": list(expected)}},
-            {"$set": {"status": status, "updated_at": now(), **fields}},
-            return_document=after_update(),
-        )
-        return Deployment.model_validate(doc) if doc else None
-
-    def update(self, deployment_id: str, expected: Iterable[str], **fields: Any) -> Deployment | None:
-        doc = self.col.find_one_and_update(
-            {"_id": deployment_id, "status": {"$in": list(expected)}},
-            {"$set": {"updated_at": now(), **fields}},
-            return_document=after_update(),
-        )
-        return Deployment.model_validate(doc) if doc else None
+        return self.find({"status": {"$in": list(statuses)}}, sort=[("updated_at", 1)], limit=limit)
 
 
-class InferenceLogRepo:
+class InferenceLogRepo(Repo[InferenceLog]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.INFERENCE_LOGS]
+        super().__init__(db, names.INFERENCE_LOGS, InferenceLog)
 
     def add(self, entry: InferenceLog) -> None:
-        self.col.insert_one(entry.doc())
+        self.insert(entry)
 
-    def page(self, client_code: str, after: str | None, limit: int, model: str | None = None) -> Page:
+    def page(self, client_code: str, after: str | None, limit: int, model: str | None = None) -> Page[InferenceLog]:
         query: dict[str, Any] = {"client_code": client_code}
         if model:
             query["model"] = model
-        return page(self.col, query, after, limit, "desc")
+        return self.paginate(query, after, limit)
 
     def usage(self, client_code: str, start: int | None, end: int | None) -> list[dict[str, Any]]:
         """Per-model totals for the tenant, computed in Python so mongomock and MongoDB agree exactly."""

@@ -7,15 +7,16 @@ from typing import Any
 
 from functions.core import names
 from functions.core.errors import Conflict
-from functions.core.models import Checkpoint, FineTunedModel, Job, JobEvent, now
-from functions.store.paging import Page, after_update, page
+from functions.core.models import Checkpoint, FineTunedModel, Job, JobEvent
+from functions.store.paging import Page
+from functions.store.repo import Repo, StatefulRepo
 
 FINGERPRINT = "request_fingerprint"  # stored beside the job's fields: what its Idempotency-Key stands for
 
 
-class JobRepo:
+class JobRepo(StatefulRepo[Job]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.JOBS]
+        super().__init__(db, names.JOBS, Job)
 
     def create(self, job: Job, fingerprint: dict[str, str] | None = None) -> tuple[Job, bool]:
         """Insert; with an idempotency key already used by the tenant, return that job instead (False).
@@ -40,94 +41,63 @@ class JobRepo:
     def by_idempotency_key(self, client_code: str, key: str) -> tuple[Job, dict[str, str] | None] | None:
         """The tenant's job created with this key, and the fingerprint of its request (None for older jobs)."""
         doc = self.col.find_one({"client_code": client_code, "idempotency_key": key})
-        return (Job.model_validate(doc), doc.get(FINGERPRINT)) if doc else None
+        return (self.parse(doc), doc.get(FINGERPRINT)) if doc else None
 
-    def get(self, job_id: str, client_code: str | None = None) -> Job | None:
-        query: dict[str, Any] = {"_id": job_id}
-        if client_code is not None:
-            query["client_code"] = client_code
-        doc = self.col.find_one(query)
-        return Job.model_validate(doc) if doc else None
-
-    def page(self, client_code: str, after: str | None, limit: int, metadata: dict[str, str] | None = None) -> Page:
+    def page(
+        self, client_code: str, after: str | None, limit: int, metadata: dict[str, str] | None = None
+    ) -> Page[Job]:
         query: dict[str, Any] = {"client_code": client_code}
         for key, value in (metadata or {}).items():
             query[f"metadata.{key}"] = value
-        return page(self.col, query, after, limit, "desc")
+        return self.paginate(query, after, limit)
 
     def all_for(self, client_code: str) -> list[Job]:
-        return [Job.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("seq", -1)]
-
-    def transition(self, job_id: str, expected: Iterable[str], status: str, **fields: Any) -> Job | None:
-        """Move a job from one of the expected statuses; None when it was not in one (someone else moved it)."""
-        doc = self.col.find_one_and_update(
-            {"_id": job_id, "status": {"$in": list(expected)}},
-            {"$set": {"status": status, "updated_at": now(), **fields}},
-            return_document=after_update(),
-        )
-        return Job.model_validate(doc) if doc else None
-
-    def update(self, job_id: str, expected: Iterable[str], **fields: Any) -> Job | None:
-        doc = self.col.find_one_and_update(
-            {"_id": job_id, "status": {"$in": list(expected)}},
-            {"$set": {"updated_at": now(), **fields}},
-            return_document=after_update(),
-        )
-        return Job.model_validate(doc) if doc else None
+        return self.find({"client_code": client_code}, sort=[("seq", -1)])
 
     def in_status(self, statuses: Iterable[str], updated_before: int | None = None, limit: int = 500) -> list[Job]:
         query: dict[str, Any] = {"status": {"$in": list(statuses)}}
         if updated_before is not None:
             query["updated_at"] = {"$lt": updated_before}
-        return [Job.model_validate(d) for d in self.col.find(query).sort("updated_at", 1).limit(limit)]
+        return self.find(query, sort=[("updated_at", 1)], limit=limit)
 
     def waiting_for(self, file_id: str) -> list[Job]:
-        return [Job.model_validate(d) for d in self.col.find({"status": "validating_files", "training_file": file_id})]
+        return self.find({"status": "validating_files", "training_file": file_id})
 
 
-class EventRepo:
+class EventRepo(Repo[JobEvent]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.JOB_EVENTS]
+        super().__init__(db, names.JOB_EVENTS, JobEvent)
 
     def add(self, event: JobEvent) -> None:
         """Idempotent by id: callers derive ids from what happened, so a retried step adds no second event."""
         self.col.update_one({"_id": event.id}, {"$setOnInsert": event.doc()}, upsert=True)
 
-    def page(self, job_id: str, after: str | None, limit: int) -> Page:
-        return page(self.col, {"job_id": job_id}, after, limit, "desc")
+    def page(self, job_id: str, after: str | None, limit: int) -> Page[JobEvent]:
+        return self.paginate({"job_id": job_id}, after, limit)
 
 
-class CheckpointRepo:
+class CheckpointRepo(Repo[Checkpoint]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.CHECKPOINTS]
+        super().__init__(db, names.CHECKPOINTS, Checkpoint)
 
     def add(self, checkpoint: Checkpoint) -> bool:
         result = self.col.update_one({"_id": checkpoint.id}, {"$setOnInsert": checkpoint.doc()}, upsert=True)
         return result.upserted_id is not None
 
-    def page(self, job_id: str, after: str | None, limit: int) -> Page:
-        return page(self.col, {"job_id": job_id}, after, limit, "desc")
+    def page(self, job_id: str, after: str | None, limit: int) -> Page[Checkpoint]:
+        return self.paginate({"job_id": job_id}, after, limit)
 
     def delete_for_job(self, job_id: str, client_code: str) -> int:
         """Forget a job's checkpoints once their files are deleted (with the fine-tuned model they belong to)."""
         return int(self.col.delete_many({"job_id": job_id, "client_code": client_code}).deleted_count)
 
 
-class ModelRepo:
+class ModelRepo(Repo[FineTunedModel]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.MODELS]
+        super().__init__(db, names.MODELS, FineTunedModel)
 
     def add(self, model: FineTunedModel) -> None:
         self.col.update_one({"_id": model.id}, {"$setOnInsert": model.doc()}, upsert=True)
 
-    def get(self, model_id: str, client_code: str) -> FineTunedModel | None:
-        doc = self.col.find_one({"_id": model_id, "client_code": client_code})
-        return FineTunedModel.model_validate(doc) if doc else None
-
     def list(self, client_code: str) -> list[FineTunedModel]:
-        return [
-            FineTunedModel.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("created_at", 1)
-        ]
-
-    def delete(self, model_id: str, client_code: str) -> bool:
-        return self.col.delete_one({"_id": model_id, "client_code": client_code}).deleted_count == 1
+        return self.find({"client_code": client_code}, sort=[("created_at", 1)])

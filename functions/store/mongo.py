@@ -17,138 +17,87 @@ from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
 from functions.store.deployments import DeploymentRepo, InferenceLogRepo
 from functions.store.jobs import CheckpointRepo, EventRepo, JobRepo, ModelRepo
-from functions.store.paging import Page, after_update, page
+from functions.store.paging import Page
+from functions.store.repo import Repo
 
 
-class TenantRepo:
+class TenantRepo(Repo[Tenant]):
+    """`_id` is the client_code."""
+
     def __init__(self, db: Any) -> None:
-        self.col = db[names.TENANTS]
+        super().__init__(db, names.TENANTS, Tenant)
 
     def create(self, tenant: Tenant) -> Tenant:
         from pymongo.errors import DuplicateKeyError
 
         try:
-            self.col.insert_one(tenant.doc())
+            return self.insert(tenant)
         except DuplicateKeyError:
             raise Conflict(f"tenant {tenant.id!r} already exists", param="client_code") from None
-        return tenant
-
-    def get(self, client_code: str) -> Tenant | None:
-        doc = self.col.find_one({"_id": client_code})
-        return Tenant.model_validate(doc) if doc else None
 
     def list(self) -> list[Tenant]:
-        return [Tenant.model_validate(d) for d in self.col.find().sort("_id", 1)]
+        return self.find({}, sort=[("_id", 1)])
 
     def update_config(self, client_code: str, config: dict[str, Any]) -> Tenant | None:
-        sets = {f"config.{k}": v for k, v in config.items()}
-        doc = self.col.find_one_and_update({"_id": client_code}, {"$set": sets}, return_document=after_update())
-        return Tenant.model_validate(doc) if doc else None
+        return self.modify({"_id": client_code}, {"$set": {f"config.{k}": v for k, v in config.items()}})
 
 
-class ApiKeyRepo:
+class ApiKeyRepo(Repo[ApiKey]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.API_KEYS]
-
-    def insert(self, key: ApiKey) -> ApiKey:
-        self.col.insert_one(key.doc())
-        return key
+        super().__init__(db, names.API_KEYS, ApiKey)
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
-        doc = self.col.find_one({"key_hash": key_hash, "revoked_at": None})
-        return ApiKey.model_validate(doc) if doc else None
+        return self.find_one({"key_hash": key_hash, "revoked_at": None})
 
     def list(self, client_code: str) -> list[ApiKey]:
-        return [ApiKey.model_validate(d) for d in self.col.find({"client_code": client_code}).sort("created_at", 1)]
-
-    def get(self, client_code: str, key_id: str) -> ApiKey | None:
-        doc = self.col.find_one({"_id": key_id, "client_code": client_code})
-        return ApiKey.model_validate(doc) if doc else None
+        return self.find({"client_code": client_code}, sort=[("created_at", 1)])
 
     def revoke(self, client_code: str, key_id: str) -> ApiKey | None:
         """Revoke once: a key already revoked keeps its first `revoked_at` (the audit trail's answer)."""
-        doc = self.col.find_one_and_update(
-            {"_id": key_id, "client_code": client_code, "revoked_at": None},
-            {"$set": {"revoked_at": now()}},
-            return_document=after_update(),
-        )
-        return ApiKey.model_validate(doc) if doc else self.get(client_code, key_id)
+        query = {"_id": key_id, "client_code": client_code, "revoked_at": None}
+        return self.modify(query, {"$set": {"revoked_at": now()}}) or self.get(key_id, client_code)
 
 
-class DatasetRepo:
+class DatasetRepo(Repo[Dataset]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.DATASETS]
-
-    def insert(self, dataset: Dataset) -> Dataset:
-        self.col.insert_one(dataset.doc())
-        return dataset
+        super().__init__(db, names.DATASETS, Dataset)
 
     def insert_once(self, dataset: Dataset) -> tuple[Dataset, bool]:
         """Insert unless a record with this id exists; returns the stored record and whether it was new."""
         result = self.col.update_one({"_id": dataset.id}, {"$setOnInsert": dataset.doc()}, upsert=True)
-        stored = self.col.find_one({"_id": dataset.id})
-        return Dataset.model_validate(stored), result.upserted_id is not None
-
-    def get(self, dataset_id: str, client_code: str | None = None) -> Dataset | None:
-        query: dict[str, Any] = {"_id": dataset_id}
-        if client_code is not None:
-            query["client_code"] = client_code
-        doc = self.col.find_one(query)
-        return Dataset.model_validate(doc) if doc else None
+        return self.parse(self.col.find_one({"_id": dataset.id})), result.upserted_id is not None
 
     def by_key(self, bucket: str, key: str) -> Dataset | None:
-        doc = self.col.find_one({"bucket": bucket, "s3_key": key})
-        return Dataset.model_validate(doc) if doc else None
+        return self.find_one({"bucket": bucket, "s3_key": key})
 
-    def page(self, client_code: str, purpose: str | None, after: str | None, limit: int, order: str) -> Page:
+    def by_dfs_path(self, client_code: str, path: str) -> Dataset | None:
+        return self.find_one({"client_code": client_code, "dfs_path": path})
+
+    def set_dfs_path(self, dataset_id: str, path: str) -> None:
+        """Remember the DFS file a dataset was registered from (the file is registered once, not per reference)."""
+        self.col.update_one({"_id": dataset_id}, {"$set": {"dfs_path": path}})
+
+    def page(self, client_code: str, purpose: str | None, after: str | None, limit: int, order: str) -> Page[Dataset]:
         query: dict[str, Any] = {"client_code": client_code}
         if purpose:
             query["purpose"] = purpose
-        return page(self.col, query, after, limit, order)
+        return self.paginate(query, after, limit, order)
 
     def transition(self, dataset_id: str, expected: Iterable[str], status: str, **fields: Any) -> Dataset | None:
-        doc = self.col.find_one_and_update(
-            {"_id": dataset_id, "status": {"$in": list(expected)}},
-            {"$set": {"status": status, **fields}},
-            return_document=after_update(),
-        )
-        return Dataset.model_validate(doc) if doc else None
-
-    def delete(self, dataset_id: str, client_code: str) -> bool:
-        return self.col.delete_one({"_id": dataset_id, "client_code": client_code}).deleted_count == 1
+        query = {"_id": dataset_id, "status": {"$in": list(expected)}}
+        return self.modify(query, {"$set": {"status": status, **fields}})
 
 
-class UploadRepo:
+class UploadRepo(Repo[Upload]):
     def __init__(self, db: Any) -> None:
-        self.col = db[names.UPLOADS]
-
-    def insert(self, upload: Upload) -> Upload:
-        self.col.insert_one(upload.doc())
-        return upload
-
-    def get(self, upload_id: str, client_code: str | None = None) -> Upload | None:
-        query: dict[str, Any] = {"_id": upload_id}
-        if client_code is not None:
-            query["client_code"] = client_code
-        doc = self.col.find_one(query)
-        return Upload.model_validate(doc) if doc else None
+        super().__init__(db, names.UPLOADS, Upload)
 
     def add_part(self, upload_id: str, part: dict[str, Any]) -> Upload | None:
         """Append a part while the upload is still pending."""
-        doc = self.col.find_one_and_update(
-            {"_id": upload_id, "status": "pending"},
-            {"$push": {"parts": part}},
-            return_document=after_update(),
-        )
-        return Upload.model_validate(doc) if doc else None
+        return self.modify({"_id": upload_id, "status": "pending"}, {"$push": {"parts": part}})
 
     def transition(self, upload_id: str, expected: str, status: str, **fields: Any) -> Upload | None:
-        doc = self.col.find_one_and_update(
-            {"_id": upload_id, "status": expected},
-            {"$set": {"status": status, **fields}},
-            return_document=after_update(),
-        )
-        return Upload.model_validate(doc) if doc else None
+        return self.modify({"_id": upload_id, "status": expected}, {"$set": {"status": status, **fields}})
 
 
 class Store:

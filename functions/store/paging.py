@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def after_update() -> Any:
@@ -11,15 +14,25 @@ def after_update() -> Any:
     return ReturnDocument.AFTER
 
 
-class Page:
-    """One page of a cursor-paginated list (OpenAI's `after` + `limit`)."""
+class Page(Generic[T]):
+    """One page of a cursor-paginated list (OpenAI's `after` + `limit`): `data` holds the records, typed.
 
-    def __init__(self, items: list[dict[str, Any]], has_more: bool) -> None:
-        self.items = items
+    `items` keeps the documents as stored, for callers that still read them raw (functions/deployments/routing.py)."""
+
+    def __init__(self, data: list[T], has_more: bool, items: list[dict[str, Any]] | None = None) -> None:
+        self.data = data
         self.has_more = has_more
+        self.items = items if items is not None else []
 
 
-def page(collection: Any, query: dict[str, Any], after: str | None, limit: int, order: str) -> Page:
+def page(
+    collection: Any,
+    query: dict[str, Any],
+    after: str | None,
+    limit: int,
+    order: str,
+    parse: Callable[[dict[str, Any]], T],
+) -> Page[T]:
     """Records sort by `seq` (creation time in ns); `after` names the last id of the previous page."""
     direction = -1 if order == "desc" else 1
     if after:
@@ -27,5 +40,6 @@ def page(collection: Any, query: dict[str, Any], after: str | None, limit: int, 
         if anchor is not None:
             query = {**query, "seq": {"$lt" if direction == -1 else "$gt": anchor["seq"]}}
     cursor = collection.find(query).sort([("seq", direction), ("_id", direction)]).limit(limit + 1)
-    items = list(cursor)
-    return Page(items[:limit], len(items) > limit)
+    docs = list(cursor)
+    items = docs[:limit]
+    return Page([parse(d) for d in items], len(docs) > limit, items)

@@ -72,6 +72,16 @@ def require_tenant(store: Store, client_code: str) -> Tenant:
     return tenant
 
 
+def list_tenants(store: Store) -> list[Tenant]:
+    return store.tenants.list()
+
+
+def list_keys(store: Store, client_code: str) -> list[ApiKey]:
+    """The tenant's keys, revoked ones included."""
+    require_tenant(store, client_code)
+    return store.api_keys.list(client_code)
+
+
 def _invalidate(cache: Cache, settings: Settings, key: str, what: str) -> None:
     if not cache.invalidate([key], TOMBSTONE_SECONDS, settings.cache_invalidation_timeout_seconds):
         raise ServiceUnavailable(
@@ -104,7 +114,7 @@ def issue_key(store: Store, client_code: str, name: str | None) -> tuple[ApiKey,
 
 def revoke_key(store: Store, cache: Cache, settings: Settings, client_code: str, key_id: str) -> ApiKey:
     """Also for a key already revoked: the tombstone is written again, so retrying heals a cache left stale."""
-    record = store.api_keys.get(client_code, key_id)
+    record = store.api_keys.get(key_id, client_code)
     if record is None:
         raise NotFound(f"API key {key_id!r} not found", param="key_id")
     key = api_key_key(record.key_hash)

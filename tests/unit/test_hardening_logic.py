@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from functions.api.middleware import BodyTimeoutMiddleware
-from functions.jobs.service import FINGERPRINTED, request_fingerprint
+from functions.jobs.idempotency import FINGERPRINTED, request_fingerprint
 
 Message = dict[str, Any]
 BASE = {"model": "m", "training_file": "file-a", "hyperparameters": {"n_epochs": 2}, "seed": None}

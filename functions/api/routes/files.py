@@ -7,29 +7,25 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
 
-from functions.api.deps import BlobsDep, CurrentTenant, SettingsDep, StoreDep
-from functions.api.schemas import OPENAI_ERRORS, FileDeleted, FileList, FileOut
-from functions.core.models import Dataset
+from functions.api.deps import CallerDep
+from functions.api.schemas import OPENAI_ERRORS, FileDeleted, FileOut, ListPage
 from functions.datasets import registry
 from functions.datasets.filenames import FALLBACK_NAME
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=OPENAI_ERRORS)
 
 
-@router.post("", response_model=FileOut)
+@router.post("")
 def create_file(
-    tenant: CurrentTenant,
-    store: StoreDep,
-    blobs: BlobsDep,
-    settings: SettingsDep,
+    caller: CallerDep,
     file: Annotated[UploadFile, File(description="JSONL training data")],
     purpose: Annotated[str, Form()],
 ) -> FileOut:
     dataset = registry.register_stream(
-        store,
-        blobs,
-        settings,
-        tenant.client_code,
+        caller.store,
+        caller.blobs,
+        caller.settings,
+        caller.client_code,
         file.filename or FALLBACK_NAME,
         file.file,
         file.size or 0,
@@ -39,30 +35,27 @@ def create_file(
     return FileOut.of(dataset)
 
 
-@router.get("", response_model=FileList)
+@router.get("")
 def list_files(
-    tenant: CurrentTenant,
-    store: StoreDep,
+    caller: CallerDep,
     purpose: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
     after: str | None = None,
     order: Literal["asc", "desc"] = "desc",
-) -> FileList:
-    page = store.datasets.page(tenant.client_code, purpose, after, limit, order)
-    data = [FileOut.of(Dataset.model_validate(d)) for d in page.items]
-    return FileList(
-        data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=page.has_more
-    )
+) -> ListPage[FileOut]:
+    page = registry.list_files(caller.store, caller.client_code, purpose, after, limit, order)
+    # OpenAI's ListFilesResponse requires first_id and last_id as strings, also for an empty list.
+    return ListPage[FileOut].of([FileOut.of(d) for d in page.data], page.has_more, empty_id="")
 
 
-@router.get("/{file_id}", response_model=FileOut)
-def retrieve_file(file_id: str, tenant: CurrentTenant, store: StoreDep) -> FileOut:
-    return FileOut.of(registry.get_dataset(store, tenant.client_code, file_id))
+@router.get("/{file_id}")
+def retrieve_file(file_id: str, caller: CallerDep) -> FileOut:
+    return FileOut.of(registry.get_dataset(caller.store, caller.client_code, file_id))
 
 
-@router.delete("/{file_id}", response_model=FileDeleted)
-def delete_file(file_id: str, tenant: CurrentTenant, store: StoreDep, blobs: BlobsDep) -> FileDeleted:
-    dataset = registry.delete_dataset(store, blobs, tenant.client_code, file_id)
+@router.delete("/{file_id}")
+def delete_file(file_id: str, caller: CallerDep) -> FileDeleted:
+    dataset = registry.delete_dataset(caller.store, caller.blobs, caller.client_code, file_id)
     return FileDeleted(id=dataset.id, deleted=True)
 
 
@@ -71,10 +64,9 @@ def delete_file(file_id: str, tenant: CurrentTenant, store: StoreDep, blobs: Blo
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}},
 )
-def file_content(file_id: str, tenant: CurrentTenant, store: StoreDep, blobs: BlobsDep) -> StreamingResponse:
-    dataset = registry.get_dataset(store, tenant.client_code, file_id)
+def file_content(file_id: str, caller: CallerDep) -> StreamingResponse:
+    chunks, filename = registry.content(caller.store, caller.blobs, caller.client_code, file_id)
+    disposition = f'attachment; filename="{filename}"'
     return StreamingResponse(
-        blobs.iter_chunks(dataset.bucket, dataset.s3_key),
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{registry.safe_filename(dataset.filename)}"'},
+        chunks, media_type="application/octet-stream", headers={"Content-Disposition": disposition}
     )

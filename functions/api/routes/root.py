@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from functions.api.deps import CacheDep, StoreDep
+from functions.api.deps import ClientsDep
 from functions.api.schemas import Health, Welcome
+from functions.store import health as stores
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/", response_model=Welcome)
+@router.get("/")
 def welcome() -> Welcome:
     return Welcome(message="Welcome to Mini Studio: fine-tune and serve open-weight LLMs", docs="/docs")
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-def health(store: StoreDep, cache: CacheDep) -> JSONResponse:
-    mongo_ok = store.ping()
-    redis_state = "ok" if cache.available() else ("unavailable" if cache.url else "disabled")
-    status = "unhealthy" if not mongo_ok else ("degraded" if redis_state == "unavailable" else "healthy")
-    body = Health(
-        ok=mongo_ok, status=status, components={"mongodb": "ok" if mongo_ok else "unavailable", "redis": redis_state}
-    )
-    return JSONResponse(body.model_dump(), status_code=200 if mongo_ok else 503)
+def health(clients: ClientsDep) -> JSONResponse:
+    checked = stores.check(clients.store, clients.cache)
+    body = Health.model_validate(asdict(checked))
+    return JSONResponse(body.model_dump(), status_code=200 if checked.ok else 503)

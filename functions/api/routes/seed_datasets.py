@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from functions.api.deps import BlobsDep, CurrentTenant, SettingsDep, StoreDep, own_client_code
+from functions.api.deps import CallerDep
 from functions.api.schemas import SEED_ERRORS, SeedUploadOut
 from functions.datasets import registry
 from functions.datasets.filenames import FALLBACK_NAME
@@ -14,18 +14,20 @@ from functions.datasets.filenames import FALLBACK_NAME
 router = APIRouter(prefix="/fine_tuning", tags=["fine_tuning"], responses=SEED_ERRORS)
 
 
-@router.post("/upload-dataset/{client_code}", status_code=201, response_model=SeedUploadOut)
+@router.post("/upload-dataset/{client_code}", status_code=201)
 def upload_dataset(
-    client_code: str,
-    tenant: CurrentTenant,
-    store: StoreDep,
-    blobs: BlobsDep,
-    settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="JSONL chat dataset")],
+    client_code: str, caller: CallerDep, file: Annotated[UploadFile, File(description="JSONL chat dataset")]
 ) -> SeedUploadOut:
-    code = own_client_code(tenant, client_code)
     dataset = registry.register_stream(
-        store, blobs, settings, code, file.filename or FALLBACK_NAME, file.file, file.size or 0, "fine-tune", "seed"
+        caller.store,
+        caller.blobs,
+        caller.settings,
+        caller.own(client_code),
+        file.filename or FALLBACK_NAME,
+        file.file,
+        file.size or 0,
+        "fine-tune",
+        "seed",
     )
     return SeedUploadOut(
         dataset_id=dataset.id,

@@ -1,4 +1,4 @@
-"""Admin routes: tenants and their API keys (admin key only)."""
+"""Admin routes: tenants and their API keys (admin key only: the router's dependency checks it)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from functions.api.deps import Admin, CacheDep, SettingsDep, StoreDep
+from functions.api.deps import Admin, ClientsDep
 from functions.api.schemas import (
     OPENAI_ERRORS,
     PROXY_ERRORS,
     ApiKeyCreate,
     ApiKeyCreated,
-    ApiKeyList,
     ApiKeyOut,
+    ListPage,
     TenantCreate,
-    TenantList,
     TenantOut,
     TenantUpdate,
 )
@@ -35,40 +34,37 @@ def _key(k: ApiKey) -> ApiKeyOut:
     return ApiKeyOut(**k.model_dump(exclude={"key_hash"}))
 
 
-@router.post("", status_code=201, response_model=TenantOut)
-def create_tenant(body: TenantCreate, store: StoreDep) -> TenantOut:
-    return _tenant(service.create_tenant(store, body.client_code, body.config))
+@router.post("", status_code=201)
+def create_tenant(body: TenantCreate, clients: ClientsDep) -> TenantOut:
+    return _tenant(service.create_tenant(clients.store, body.client_code, body.config))
 
 
-@router.get("", response_model=TenantList)
-def list_tenants(store: StoreDep) -> TenantList:
-    return TenantList(data=[_tenant(t) for t in store.tenants.list()])
+@router.get("")
+def list_tenants(clients: ClientsDep) -> ListPage[TenantOut]:
+    return ListPage[TenantOut].of([_tenant(t) for t in service.list_tenants(clients.store)])
 
 
-@router.get("/{client_code}", response_model=TenantOut)
-def get_tenant(client_code: str, store: StoreDep) -> TenantOut:
-    return _tenant(service.require_tenant(store, client_code))
+@router.get("/{client_code}")
+def get_tenant(client_code: str, clients: ClientsDep) -> TenantOut:
+    return _tenant(service.require_tenant(clients.store, client_code))
 
 
-@router.patch("/{client_code}", response_model=TenantOut, responses=CACHE_DOWN)
-def update_tenant(
-    client_code: str, body: TenantUpdate, store: StoreDep, cache: CacheDep, settings: SettingsDep
-) -> TenantOut:
-    return _tenant(service.update_config(store, cache, settings, client_code, body.config))
+@router.patch("/{client_code}", responses=CACHE_DOWN)
+def update_tenant(client_code: str, body: TenantUpdate, clients: ClientsDep) -> TenantOut:
+    return _tenant(service.update_config(clients.store, clients.cache, clients.settings, client_code, body.config))
 
 
-@router.post("/{client_code}/api_keys", status_code=201, response_model=ApiKeyCreated)
-def create_api_key(client_code: str, store: StoreDep, body: ApiKeyCreate | None = None) -> ApiKeyCreated:
-    record, secret = service.issue_key(store, client_code, body.name if body else None)
+@router.post("/{client_code}/api_keys", status_code=201)
+def create_api_key(client_code: str, clients: ClientsDep, body: ApiKeyCreate | None = None) -> ApiKeyCreated:
+    record, secret = service.issue_key(clients.store, client_code, body.name if body else None)
     return ApiKeyCreated(**_key(record).model_dump(), key=secret)
 
 
-@router.get("/{client_code}/api_keys", response_model=ApiKeyList)
-def list_api_keys(client_code: str, store: StoreDep) -> ApiKeyList:
-    service.require_tenant(store, client_code)
-    return ApiKeyList(data=[_key(k) for k in store.api_keys.list(client_code)])
+@router.get("/{client_code}/api_keys")
+def list_api_keys(client_code: str, clients: ClientsDep) -> ListPage[ApiKeyOut]:
+    return ListPage[ApiKeyOut].of([_key(k) for k in service.list_keys(clients.store, client_code)])
 
 
-@router.delete("/{client_code}/api_keys/{key_id}", response_model=ApiKeyOut, responses=CACHE_DOWN)
-def revoke_api_key(client_code: str, key_id: str, store: StoreDep, cache: CacheDep, settings: SettingsDep) -> ApiKeyOut:
-    return _key(service.revoke_key(store, cache, settings, client_code, key_id))
+@router.delete("/{client_code}/api_keys/{key_id}", responses=CACHE_DOWN)
+def revoke_api_key(client_code: str, key_id: str, clients: ClientsDep) -> ApiKeyOut:
+    return _key(service.revoke_key(clients.store, clients.cache, clients.settings, client_code, key_id))
