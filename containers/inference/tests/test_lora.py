@@ -136,3 +136,20 @@ def test_ft_model_id_resolves_from_s3(make_engine, adapter_factory, tmp_path: Pa
         handle = asyncio.run(service.resolve(f"ft:{BASE}:acme:bot:ftjob-xyz"))
     assert handle is not None and handle.rank == 8
     assert (Path(handle.path) / "adapter_model.safetensors").is_file()
+
+
+def test_two_racing_loads_of_one_name_load_it_once(make_engine, adapter_factory):
+    # Given two control-plane refreshes attaching the same adapter at the same moment
+    engine = make_engine()
+    service = _service(engine)
+    path = str(adapter_factory("twin", seed=3))
+
+    async def scenario() -> list[Any]:
+        return list(
+            await asyncio.gather(service.load("twin", path), service.load("twin", path), return_exceptions=True)
+        )
+
+    # Then one loads it and the other is told it is already loaded (before, both loaded: two handles, one leaked)
+    results = asyncio.run(scenario())
+    assert sum(isinstance(r, AdapterHandle) for r in results) == 1
+    assert any("already been loaded" in str(r) for r in results if not isinstance(r, AdapterHandle))

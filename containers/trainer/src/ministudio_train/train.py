@@ -141,7 +141,9 @@ class Run:
         h, st = self.hyper, self.state
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=0.0)
-        warmup = math.ceil(h.warmup_ratio * self.total_steps)
+        # Rounded down: transformers' warmup starts at a learning rate of 0, so a short run (< 1/ratio steps) would
+        # spend a whole step of its few learning nothing; a long one warms up as the HF Trainer does.
+        warmup = int(h.warmup_ratio * self.total_steps)
         scheduler = get_scheduler(SCHEDULES[h.lr_scheduler], optimizer, warmup, self.total_steps)
         scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaling else None
         log_every = self.log_every or max(1, self.total_steps // 200)

@@ -79,11 +79,11 @@ class AdapterService:
             raise ApiError(
                 400, f"'{name}' cannot name an adapter: it is empty or the base model's name", param="lora_name"
             )
-        if name in self._loaded or name in self._known:
-            raise ApiError(
-                400, f"The lora adapter '{name}' has already been loaded.", code="adapter_exists", param="lora_name"
-            )
-        async with self._lock(name):
+        async with self._lock(name):  # checked under the lock: two racing loads of one name load it once
+            if name in self._loaded or name in self._known:
+                raise ApiError(
+                    400, f"The lora adapter '{name}' has already been loaded.", code="adapter_exists", param="lora_name"
+                )
             return await self._load(name, path)
 
     async def unload(self, name: str) -> None:
