@@ -24,7 +24,7 @@ import boto3
 from functions.core import names
 from functions.core.models import Job, JobStatus
 from functions.core.settings import Settings
-from functions.jobs import dispatch
+from functions.jobs import launch
 from functions.local.procs import start_moto
 from functions.local.resources import ensure_resources
 from functions.local.sqs_poller import SqsPoller
@@ -76,7 +76,7 @@ def _handler(store: Store, backend: RecordingBackend, settings: Settings) -> Any
         failures = []
         for record in event["Records"]:
             try:
-                dispatch.handle(store, backend, settings, record["body"])
+                launch.handle(store, backend, settings, record["body"])
             except Exception:
                 failures.append({"itemIdentifier": record["messageId"]})
         return {"batchItemFailures": failures}

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.core.models import Dataset, Upload
 from functions.datasets.filenames import display_filename
-from functions.datasets.registry import openai_status
+from functions.datasets.intake import openai_status
 
 
 class Strict(BaseModel):

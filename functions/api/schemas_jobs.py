@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from functions.api.schemas import Strict
 from functions.core.models import Checkpoint, Job, JobEvent
-from functions.jobs.model_service import ModelCard
+from functions.models.service import ModelCard
 
 Auto = Literal["auto"]
 

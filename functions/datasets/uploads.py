@@ -29,7 +29,7 @@ from functions.core.errors import InvalidRequest, NotFound, PayloadTooLarge, Uns
 from functions.core.models import Dataset, Upload, UploadStatus, now
 from functions.core.settings import Settings
 from functions.datasets.filenames import clean_filename
-from functions.datasets.registry import check_filename, check_purpose, sniff
+from functions.datasets.intake import check_filename, check_purpose, sniff
 from functions.store.blobs import MIN_PART, Blobs, plan_parts, read_through_bytes
 from functions.store.mongo import Store
 

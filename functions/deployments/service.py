@@ -16,7 +16,7 @@ from functions.core import ids
 from functions.core.errors import Conflict, InvalidRequest, NotFound
 from functions.core.models import Deployment, DeploymentStatus, Tenant
 from functions.core.settings import Settings
-from functions.jobs.models import fine_tuned
+from functions.models.artifacts import fine_tuned
 from functions.store.cache import Cache
 from functions.store.mongo import Store
 from functions.store.paging import Page

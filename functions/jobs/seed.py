@@ -8,7 +8,7 @@ from typing import Any
 from functions.compute.base import TrainingBackend
 from functions.core.models import Job, Tenant
 from functions.core.settings import Settings
-from functions.datasets.registry import resolve_reference
+from functions.datasets.intake import resolve_reference
 from functions.jobs import cluster
 from functions.jobs.service import create_job
 from functions.store.blobs import Blobs

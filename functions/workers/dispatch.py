@@ -14,7 +14,7 @@ from functions.compute import get_serving_backend, get_training_backend
 from functions.core.observability import correlation_id
 from functions.core.settings import get_settings
 from functions.deployments import dispatch as deployments
-from functions.jobs import dispatch
+from functions.jobs import launch
 from functions.store.cache import get_cache
 from functions.store.mongo import get_store
 
@@ -30,7 +30,7 @@ def record_handler(record: SQSRecord) -> None:
         backend = get_serving_backend(settings)
         deployments.handle(get_store(), backend, get_cache(), settings, deployment_id, action)
         return
-    dispatch.handle(get_store(), get_training_backend(settings), settings, record.body)
+    launch.handle(get_store(), get_training_backend(settings), settings, record.body)
 
 
 def _deployment_message(body: str) -> tuple[str, str] | None:

@@ -7,7 +7,7 @@ from typing import Any
 from functions.compute import get_serving_backend, get_training_backend
 from functions.core.settings import get_settings
 from functions.deployments.reconcile import reconcile_deployments
-from functions.jobs.reconcile import reconcile
+from functions.jobs.recovery import reconcile
 from functions.store.blobs import get_blobs
 from functions.store.cache import get_cache
 from functions.store.mongo import get_store

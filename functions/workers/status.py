@@ -15,7 +15,7 @@ from functions.compute.base import ReportsRunExits, TrainingBackend
 from functions.core.observability import correlation_id
 from functions.core.s3events import parse_notification
 from functions.core.settings import get_settings
-from functions.jobs import progress, reconcile
+from functions.jobs import progress, recovery
 from functions.store.blobs import get_blobs
 from functions.store.mongo import get_store
 
@@ -51,4 +51,4 @@ def watch_runs(backend: TrainingBackend) -> bool:
 def run_ended(backend: TrainingBackend, run_name: str) -> None:
     correlation_id.set(f"run-exit:{run_name}")
     settings = get_settings()
-    reconcile.settle_run(get_store(), get_blobs(), backend, settings, run_name)
+    recovery.settle_run(get_store(), get_blobs(), backend, settings, run_name)

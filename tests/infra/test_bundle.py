@@ -77,7 +77,7 @@ def test_bundled_functions_import_the_spec_from_the_bundle_without_the_ml_stack(
                     raise ImportError(name + " is not in the Lambda bundle")
         sys.meta_path.insert(0, Bar())
         sys.path.insert(0, {str(tmp_path)!r})
-        import ministudio_common.spec, functions.compute.base, functions.jobs.dispatch
+        import ministudio_common.spec, functions.compute.base, functions.jobs.launch
         same = functions.compute.base.TrainingSpec is ministudio_common.spec.TrainingSpec
         print(ministudio_common.spec.__file__, functions.__file__, same)
         """

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.core.models import JobStatus, now
 from functions.core.settings import get_settings
-from functions.jobs.reconcile import reconcile
+from functions.jobs.recovery import reconcile
 from functions.store.blobs import get_blobs
 from functions.store.mongo import get_store
 from functions.store.queues import get_queues

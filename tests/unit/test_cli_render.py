@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from functions.console.jobs import render, watch
+from functions.cli.jobs import render, watch
 
 
 def test_running_job_shows_a_bar_with_step_loss_and_eta() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from functions.core.models import Job, JobStatus
 from functions.core.settings import Settings
-from functions.jobs import dispatch
+from functions.jobs import launch
 from tests.helpers.dispatch import DATASET_ID, RecordingBackend, store_with_dataset
 
 JOBS = int(__import__("os").environ.get("DISPATCH_TEST_JOBS", "1000"))
@@ -74,7 +74,7 @@ def _run_shard(backend: RecordingBackend, ids: list[str]) -> None:
         deliveries += 1
         try:
             backend.submit = crashing_submit  # type: ignore[method-assign]
-            dispatch.handle(store, backend, settings, body)
+            launch.handle(store, backend, settings, body)
         except Crash:
             queue.append(body)
         assert deliveries < jobs * 10, "dispatch is not converging"

@@ -9,7 +9,7 @@ import pytest
 
 from functions.core.errors import InvalidRequest, UnsupportedMediaType
 from functions.datasets.filenames import FALLBACK_NAME, clean_filename, display_filename, strip_filename
-from functions.datasets.registry import sniff
+from functions.datasets.intake import sniff
 from functions.datasets.validate import validate_stream
 
 

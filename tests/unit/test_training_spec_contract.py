@@ -17,14 +17,14 @@ from pydantic import ValidationError
 from functions.compute import base
 from functions.core.models import Job
 from functions.core.settings import Settings
-from functions.jobs import dispatch
+from functions.jobs import launch
 from tests.helpers.dispatch import DATASET_ID, store_with_dataset
 
 NO_SAGEMAKER = {"MINISTUDIO_SAGEMAKER_ROOT": "/nonexistent"}
 
 
 def control_plane_spec(**job: object) -> base.TrainingSpec:
-    """What the dispatch worker hands a backend for a job (functions.jobs.dispatch.spec_for)."""
+    """What the dispatch worker hands a backend for a job (functions.jobs.launch.spec_for)."""
     store = store_with_dataset()
     values: dict[str, object] = {
         "id": "ftjob-roundtrip",
@@ -36,7 +36,7 @@ def control_plane_spec(**job: object) -> base.TrainingSpec:
         "seed": 1234,
         **job,
     }
-    return dispatch.spec_for(store, Settings(_env_file=None), Job.model_validate(values))
+    return launch.spec_for(store, Settings(_env_file=None), Job.model_validate(values))
 
 
 def trainer_reads(how: str, sent: dict[str, object], tmp_path: Path) -> shared.TrainingSpec:

@@ -12,7 +12,7 @@ from tests.helpers.datasets import chat_rows, read_json, write_jsonl
 from tests.helpers.mlflow_server import MLFLOW_QUIET_ENV, mlflow_server
 
 from ministudio_train.cli import EXIT_OK, main
-from ministudio_train.registry import RegistrySettings
+from ministudio_train.mlflow_registry import RegistrySettings
 
 pytest.importorskip("mlflow")
 

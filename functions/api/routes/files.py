@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from functions.api.deps import CallerDep
 from functions.api.schemas import OPENAI_ERRORS, FileDeleted, FileOut, ListPage
-from functions.datasets import registry
+from functions.datasets import intake
 from functions.datasets.filenames import FALLBACK_NAME
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=OPENAI_ERRORS)
@@ -21,7 +21,7 @@ def create_file(
     file: Annotated[UploadFile, File(description="JSONL training data")],
     purpose: Annotated[str, Form()],
 ) -> FileOut:
-    dataset = registry.register_stream(
+    dataset = intake.register_stream(
         caller.store,
         caller.blobs,
         caller.settings,
@@ -43,19 +43,19 @@ def list_files(
     after: str | None = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> ListPage[FileOut]:
-    page = registry.list_files(caller.store, caller.client_code, purpose, after, limit, order)
+    page = intake.list_files(caller.store, caller.client_code, purpose, after, limit, order)
     # OpenAI's ListFilesResponse requires first_id and last_id as strings, also for an empty list.
     return ListPage[FileOut].of([FileOut.of(d) for d in page.data], page.has_more, empty_id="")
 
 
 @router.get("/{file_id}")
 def retrieve_file(file_id: str, caller: CallerDep) -> FileOut:
-    return FileOut.of(registry.get_dataset(caller.store, caller.client_code, file_id))
+    return FileOut.of(intake.get_dataset(caller.store, caller.client_code, file_id))
 
 
 @router.delete("/{file_id}")
 def delete_file(file_id: str, caller: CallerDep) -> FileDeleted:
-    dataset = registry.delete_dataset(caller.store, caller.blobs, caller.client_code, file_id)
+    dataset = intake.delete_dataset(caller.store, caller.blobs, caller.client_code, file_id)
     return FileDeleted(id=dataset.id, deleted=True)
 
 
@@ -65,7 +65,7 @@ def delete_file(file_id: str, caller: CallerDep) -> FileDeleted:
     responses={200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}},
 )
 def file_content(file_id: str, caller: CallerDep) -> StreamingResponse:
-    chunks, filename = registry.content(caller.store, caller.blobs, caller.client_code, file_id)
+    chunks, filename = intake.content(caller.store, caller.blobs, caller.client_code, file_id)
     disposition = f'attachment; filename="{filename}"'
     return StreamingResponse(
         chunks, media_type="application/octet-stream", headers={"Content-Disposition": disposition}

@@ -7,25 +7,25 @@ from fastapi import APIRouter
 from functions.api.deps import CallerDep
 from functions.api.schemas import OPENAI_ERRORS, ListPage
 from functions.api.schemas_jobs import ModelDeleted, ModelOut
-from functions.jobs import model_service
+from functions.models import service
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=OPENAI_ERRORS)
 
 
 @router.get("")
 def list_models(caller: CallerDep) -> ListPage[ModelOut]:
-    cards = model_service.list_models(caller.store, caller.settings, caller.client_code)
+    cards = service.list_models(caller.store, caller.settings, caller.client_code)
     return ListPage[ModelOut].of([ModelOut.of(m) for m in cards])
 
 
 @router.get("/{model:path}")
 def retrieve_model(model: str, caller: CallerDep) -> ModelOut:
-    return ModelOut.of(model_service.retrieve(caller.store, caller.settings, caller.client_code, model))
+    return ModelOut.of(service.retrieve(caller.store, caller.settings, caller.client_code, model))
 
 
 @router.delete("/{model:path}")
 def delete_model(model: str, caller: CallerDep) -> ModelDeleted:
-    deleted = model_service.delete(
+    deleted = service.delete(
         caller.store, caller.blobs, caller.queues, caller.cache, caller.settings, caller.client_code, model
     )
     return ModelDeleted(id=deleted.id, deleted=True)

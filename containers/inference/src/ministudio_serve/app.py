@@ -22,7 +22,7 @@ from ministudio_serve.middleware import Gatekeeper
 from ministudio_serve.routes import adapters, embeddings, health, openai, sagemaker, seed002, seed003, seed004
 from ministudio_serve.routes import tabular as tabular_routes
 from ministudio_serve.services.request_log import RequestLog
-from ministudio_serve.services.task_registry import TaskRegistry
+from ministudio_serve.services.task_routing import TaskRouter
 from ministudio_serve.settings import ServeSettings
 from ministudio_serve.state import ServerState
 
@@ -55,9 +55,9 @@ async def _load(state: ServerState) -> None:
     try:
         registered = None
         if state.settings.mlflow_tracking_uri:  # seed 002: the model comes from the MLflow registry
-            from ministudio_serve import registry
+            from ministudio_serve import mlflow_registry
 
-            registered = await asyncio.to_thread(registry.fetch, state.settings)
+            registered = await asyncio.to_thread(mlflow_registry.fetch, state.settings)
         args = (state.settings, registered.base_model) if registered else (state.settings,)
         engine, model_dir = await asyncio.to_thread(build_engine, *args)
         await engine.start()
@@ -79,10 +79,10 @@ async def _preload_adapters(state: ServerState) -> None:
         await state.adapters.load(name.strip(), path.strip())
 
 
-def _task_registry(state: ServerState) -> TaskRegistry:
+def _task_router(state: ServerState) -> TaskRouter:
     from ministudio_serve.deps import get_generation
 
-    return TaskRegistry(state.settings, state.metrics, lambda: get_generation(state), lambda: state.load_seconds)
+    return TaskRouter(state.settings, state.metrics, lambda: get_generation(state), lambda: state.load_seconds)
 
 
 def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -90,7 +90,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     state = ServerState(settings, Metrics(settings.model_name), RequestLog(settings.request_log_path))
     routers, needs_engine = PROFILES[settings.profile]
     if needs_engine:  # seed 003's task models and the embedder: built now, loaded in the background at startup
-        state.tasks = _task_registry(state)
+        state.tasks = _task_router(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

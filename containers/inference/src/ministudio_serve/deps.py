@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from ministudio_serve.errors import ApiError
 from ministudio_serve.services.adapters import AdapterService
 from ministudio_serve.services.generation import GenerationService
-from ministudio_serve.services.task_registry import TaskRegistry
+from ministudio_serve.services.task_routing import TaskRouter
 from ministudio_serve.state import ServerState
 
 
@@ -38,7 +38,7 @@ def get_adapters(state: StateDep) -> AdapterService:
     return state.adapters
 
 
-def get_tasks(state: StateDep) -> TaskRegistry:
+def get_tasks(state: StateDep) -> TaskRouter:
     if state.tasks is None:
         raise ApiError(404, "task models are served by the llm profile", code="model_not_found")
     return state.tasks
@@ -51,4 +51,4 @@ def request_id(request: Request) -> str:
 GenerationDep = Annotated[GenerationService, Depends(get_generation)]
 AdaptersDep = Annotated[AdapterService, Depends(get_adapters)]
 RequestIdDep = Annotated[str, Depends(request_id)]
-TasksDep = Annotated[TaskRegistry, Depends(get_tasks)]
+TasksDep = Annotated[TaskRouter, Depends(get_tasks)]

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 from ministudio_serve.engines.base import Engine
 from ministudio_serve.metrics import Metrics
-from ministudio_serve.registry import RegisteredModel
+from ministudio_serve.mlflow_registry import RegisteredModel
 from ministudio_serve.services.adapters import AdapterService
 from ministudio_serve.services.generation import GenerationService
 from ministudio_serve.services.request_log import RequestLog
-from ministudio_serve.services.task_registry import TaskRegistry
+from ministudio_serve.services.task_routing import TaskRouter
 from ministudio_serve.settings import ServeSettings
 
 
@@ -26,7 +26,7 @@ class ServerState:
     generation: GenerationService | None = None
     load_error: str | None = None
     load_seconds: float | None = None
-    tasks: TaskRegistry | None = None  # seed 003's task models and the embedder (profile llm)
+    tasks: TaskRouter | None = None  # seed 003's task models and the embedder (profile llm)
     registered: RegisteredModel | None = None  # seed 002's MLflow model, when MLFLOW_TRACKING_URI is set
 
     @property

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ministudio_train import registry
+from ministudio_train import mlflow_registry
 from ministudio_train.errors import Cancelled, TrainError
 from ministudio_train.hyper import HYPERPARAMETERS
 from ministudio_train.outputs import Outputs, write_failure_file
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in HYPERPARAMETERS:  # kept as strings: "auto" is valid and hyper.resolve checks every value
         p.add_argument("--" + name.replace("_", "-"), dest=name)
     p.add_argument("--log-every", type=int, help="steps between progress reports (default: total/200, at least 1)")
-    # Seed 002's registry; each flag falls back to its variable (MLFLOW_TRACKING_URI, MODEL_NAME...): registry.py.
+    # Seed 002's registry; each flag falls back to its variable (MLFLOW_TRACKING_URI, MODEL_NAME...): see
+    # mlflow_registry.py.
     for name in (
         "mlflow_tracking_uri",
         "registered_model_name",
@@ -102,7 +103,7 @@ def _main(args: argparse.Namespace, stop: StopFlag) -> int:
             return _report_failure(Outputs(output, Path(staging)), {"job_id": None}, exc, None)
     with tempfile.TemporaryDirectory(prefix="ministudio-train-") as staging:
         out = Outputs(spec.output, Path(staging), spec.model_dir, spec.checkpoint_dir)
-        return execute(spec, out, stop, args.log_every, registry.RegistrySettings.resolve(vars(args)))
+        return execute(spec, out, stop, args.log_every, mlflow_registry.RegistrySettings.resolve(vars(args)))
 
 
 def execute(
@@ -110,7 +111,7 @@ def execute(
     out: Outputs,
     stop: StopFlag,
     log_every: int | None = None,
-    registry_settings: registry.RegistrySettings | None = None,
+    registry_settings: mlflow_registry.RegistrySettings | None = None,
 ) -> int:
     started = time.time()
     run = Run(spec, out, stop, log_every)
@@ -146,7 +147,7 @@ def execute(
         "tokens_per_second": round(st.trained_tokens / st.train_seconds, 1) if st.train_seconds else None,
     }
     if registry_settings is not None:
-        result["registry"] = registry.publish(registry_settings, result, out.root, started)
+        result["registry"] = mlflow_registry.publish(registry_settings, result, out.root, started)
     return _finish(out, result, EXIT_OK)
 
 

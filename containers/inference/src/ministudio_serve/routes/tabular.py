@@ -22,8 +22,8 @@ from ministudio_serve.deps import StateDep
 from ministudio_serve.errors import ApiError
 from ministudio_serve.routes import health
 from ministudio_serve.tabular.deps import RequestIdDep, TabularDep, TabularRoute, TenantDep
-from ministudio_serve.tabular.registry import UploadMeta, VersionMeta
 from ministudio_serve.tabular.schema import NAME, RESERVED_VERSIONS
+from ministudio_serve.tabular.versions import UploadMeta, VersionMeta
 
 router = APIRouter(tags=["seed-004 classical models"], route_class=TabularRoute)
 # The LLM probes report an engine this profile never loads: it keeps only /metrics from them.
@@ -84,7 +84,7 @@ def health_check(service: TabularDep, state: StateDep) -> dict[str, Any]:
         "status": "healthy",
         "api_status": "running",
         "profile": "tabular",
-        "store": service.registry.store.describe(),
+        "store": service.versions.store.describe(),
         "cache": service.cache.status(),
         "timestamp": _now(),
         "uptime_seconds": round(time.time() - state.started_at, 3),
@@ -94,7 +94,7 @@ def health_check(service: TabularDep, state: StateDep) -> dict[str, Any]:
 @router.get("/ready")
 def ready(service: TabularDep) -> JSONResponse:
     try:
-        service.registry.store.list("tabular/.probe/")
+        service.versions.store.list("tabular/.probe/")
     except Exception as exc:  # any store failure means not ready; say which
         return JSONResponse({"ready": False, "error": f"store: {type(exc).__name__}: {exc}"}, status_code=503)
     return JSONResponse({"ready": True})
@@ -131,30 +131,30 @@ def predict_version(
 
 @router.get("/models")
 def list_models(service: TabularDep, tenant: TenantDep) -> dict[str, Any]:
-    registry = service.registry
+    known = service.versions
     types = [
         {
             "model_type": t,
-            "active_version": registry.active_version(tenant, t),
-            "versions": [v.model_dump() for v in registry.versions(tenant, t)],
+            "active_version": known.active_version(tenant, t),
+            "versions": [v.model_dump() for v in known.versions(tenant, t)],
         }
-        for t in registry.model_types(tenant)
+        for t in known.model_types(tenant)
     ]
-    return {"tenant": tenant, "active": registry.active_model(tenant), "models": types}
+    return {"tenant": tenant, "active": known.active_model(tenant), "models": types}
 
 
 @router.get("/models/{model_type}")
 def list_versions(model_type: ModelType, service: TabularDep, tenant: TenantDep) -> dict[str, Any]:
-    versions = service.registry.versions(tenant, model_type)
+    versions = service.versions.versions(tenant, model_type)
     if not versions:
-        service.registry.resolve(tenant, model_type)  # raises the 404 that names the known types
-    active = service.registry.active_version(tenant, model_type)
+        service.versions.resolve(tenant, model_type)  # raises the 404 that names the known types
+    active = service.versions.active_version(tenant, model_type)
     return {"model_type": model_type, "active_version": active, "versions": [v.model_dump() for v in versions]}
 
 
 @router.get("/models/{model_type}/{version}")
 def get_version(model_type: ModelType, version: Version, service: TabularDep, tenant: TenantDep) -> VersionMeta:
-    return service.registry.resolve(tenant, model_type, version)
+    return service.versions.resolve(tenant, model_type, version)
 
 
 @router.post("/models/{model_type}/versions", status_code=201)
@@ -179,14 +179,14 @@ async def register_version(
 
 @router.put("/models/active")
 def set_active_model(body: ActivateBody, service: TabularDep, tenant: TenantDep) -> dict[str, Any]:
-    return {"active": service.registry.set_active(tenant, body.model_type, body.version)}
+    return {"active": service.versions.set_active(tenant, body.model_type, body.version)}
 
 
 @router.put("/models/{model_type}/active")
 def set_type_version(
     model_type: ModelType, body: TypeActivateBody, service: TabularDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    pointer = service.registry.set_active(tenant, model_type, body.version, tenant_wide=False)
+    pointer = service.versions.set_active(tenant, model_type, body.version, tenant_wide=False)
     return {"model_type": model_type, "active_version": pointer["version"]}
 
 

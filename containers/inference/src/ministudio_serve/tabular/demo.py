@@ -85,15 +85,15 @@ def train_versions(seed: int = 0) -> list[TrainedVersion]:
 
 
 def register_direct(store: str, tenant: str, versions: list[TrainedVersion]) -> list[dict[str, Any]]:
-    from ministudio_serve.tabular.registry import Registry, UploadMeta
     from ministudio_serve.tabular.store import build_store
+    from ministudio_serve.tabular.versions import UploadMeta, Versions
 
-    registry = Registry(build_store(store))
+    known = Versions(build_store(store))
     done = []
     for v in versions:
-        meta = registry.register(tenant, v.model_type, v.data, UploadMeta.model_validate(v.metadata), None, False)
+        meta = known.register(tenant, v.model_type, v.data, UploadMeta.model_validate(v.metadata), None, False)
         done.append({"model_type": meta.model_type, "version": meta.version, "metrics": meta.metrics})
-    registry.set_active(tenant, "logistic_regression", "latest")
+    known.set_active(tenant, "logistic_regression", "latest")
     return done
 
 

@@ -19,9 +19,9 @@ from ministudio_serve.services.request_log import LogEntry, RequestLog
 from ministudio_serve.settings import ServeSettings
 from ministudio_serve.tabular import formats
 from ministudio_serve.tabular.cache import PredictionCache, prediction_key
-from ministudio_serve.tabular.registry import Registry, UploadMeta, VersionMeta
 from ministudio_serve.tabular.schema import InputInvalid, canonical_digest, validate_input
 from ministudio_serve.tabular.store import build_store
+from ministudio_serve.tabular.versions import UploadMeta, VersionMeta, Versions
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class PredictOutcome:
 
 
 class TabularService:
-    def __init__(self, registry: Registry, cache: PredictionCache, request_log: RequestLog) -> None:
-        self.registry = registry
+    def __init__(self, versions: Versions, cache: PredictionCache, request_log: RequestLog) -> None:
+        self.versions = versions
         self.cache = cache
         self.request_log = request_log
         self._loaded: OrderedDict[str, formats.LoadedModel] = OrderedDict()
@@ -47,8 +47,8 @@ class TabularService:
 
     @classmethod
     def from_settings(cls, settings: ServeSettings, request_log: RequestLog) -> TabularService:
-        registry = Registry(build_store(settings.tabular_store_location))
-        return cls(registry, PredictionCache(settings.redis_url, settings.prediction_cache_ttl_s), request_log)
+        versions = Versions(build_store(settings.tabular_store_location))
+        return cls(versions, PredictionCache(settings.redis_url, settings.prediction_cache_ttl_s), request_log)
 
     def predict(
         self, tenant: str, model_type: str | None, version: str | None, input_data: dict[str, Any], route: str, rid: str
@@ -56,9 +56,9 @@ class TabularService:
         started = time.perf_counter()
         meta: VersionMeta | None = None
         try:
-            meta = self.registry.resolve(tenant, model_type, version)
+            meta = self.versions.resolve(tenant, model_type, version)
             if meta.file_deleted_at is not None:
-                self.registry.model_file(tenant, meta)  # raises 410 with the reason
+                self.versions.model_file(tenant, meta)  # raises 410 with the reason
             values = validate_input(f"{meta.model_type}_{meta.version}", meta.features, input_data)
             key = prediction_key(tenant, meta.model_type, meta.version, meta.file_sha256, canonical_digest(values))
             body = self.cache.get(key)
@@ -79,7 +79,7 @@ class TabularService:
         self, tenant: str, model_type: str, data: bytes, upload: UploadMeta, version: str | None, activate: bool
     ) -> VersionMeta:
         try:
-            return self.registry.register(tenant, model_type, data, upload, version, activate)
+            return self.versions.register(tenant, model_type, data, upload, version, activate)
         except formats.UnsafeModel as exc:
             status = {"untrusted_types": 422, "invalid_skops": 400}.get(exc.code, 415)
             raise ApiError(status, str(exc), code=exc.code, param="file") from exc
@@ -87,7 +87,7 @@ class TabularService:
             raise ApiError(400, str(exc), code="invalid_model", param="file") from exc
 
     def delete_model_files(self, tenant: str) -> dict[str, int]:
-        result = self.registry.delete_files(tenant)
+        result = self.versions.delete_files(tenant)
         with self._lock:
             for key in [k for k in self._loaded if k.startswith(f"{tenant}/")]:
                 del self._loaded[key]
@@ -109,7 +109,7 @@ class TabularService:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-        data = self.registry.model_file(tenant, meta)
+        data = self.versions.model_file(tenant, meta)
         try:
             model = formats.load(data, meta.format)  # the same safety checks as at upload: the store is not trusted
         except (formats.UnsafeModel, formats.InvalidModel) as exc:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_main(args.port, prometheus=args.prometheus)
         return 0
-    from functions.console import jobs
+    from functions.cli import jobs
 
     api = jobs.Api()
     if args.action == "create":
@@ -51,7 +51,3 @@ def main(argv: list[str] | None = None) -> int:
         jobs.list_jobs(api, args.limit, sys.stdout)
         return 0
     return jobs.watch(api, args.job_id, args.interval)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ from functions.core import catalogue
 from functions.core.models import FineTunedModel
 from functions.core.settings import Settings
 from functions.deployments import service as deployments
-from functions.jobs import models
+from functions.models import artifacts
 from functions.store.blobs import Blobs
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -39,12 +39,12 @@ def list_models(store: Store, settings: Settings, client_code: str) -> list[Mode
 def retrieve(store: Store, settings: Settings, client_code: str, model_id: str) -> ModelCard:
     if model_id in settings.base_models:
         return _base(model_id)
-    return _fine_tuned(models.fine_tuned(store, client_code, model_id))
+    return _fine_tuned(artifacts.fine_tuned(store, client_code, model_id))
 
 
 def delete(
     store: Store, blobs: Blobs, queues: Queues, cache: Cache, settings: Settings, client_code: str, model_id: str
 ) -> FineTunedModel:
-    deleted = models.delete(store, blobs, settings, client_code, model_id)
+    deleted = artifacts.delete(store, blobs, settings, client_code, model_id)
     deployments.undeploy_model(store, queues, cache, client_code, deleted.id)  # its adapter is gone
     return deleted

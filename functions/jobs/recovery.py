@@ -22,7 +22,7 @@ from functions.core.models import DatasetStatus, Job, JobStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
 from functions.jobs import progress
-from functions.jobs.dispatch import fail
+from functions.jobs.launch import fail
 from functions.jobs.service import promote_waiting, request_dispatch, status_event
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store

@@ -40,7 +40,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class TaskRegistry:
+class TaskRouter:
     def __init__(
         self,
         settings: ServeSettings,

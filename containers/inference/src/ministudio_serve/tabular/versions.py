@@ -60,7 +60,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Registry:
+class Versions:
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self._memo: dict[str, tuple[float, Any]] = {}
