@@ -15,7 +15,7 @@ from functions.compute.serving import AdapterSpec, EndpointState, EndpointStatus
 from functions.core.models import Deployment, DeploymentStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
-from functions.deployments import redact
+from functions.deployments import faults, redact
 from functions.deployments.service import invalidate_route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -64,14 +64,42 @@ def deploy(store: Store, backend: ServingBackend, cache: Cache, settings: Settin
     if not deployment.dedicated:
         _attach(store, backend, cache, settings, deployment)
         return
-    try:
-        status = backend.deploy(spec_for(deployment, settings))
-    except Exception as exc:  # the backend refused it for good (quota, bad image): the user needs to know why
-        _fail(store, cache, deployment, "deploy_failed", f"{type(exc).__name__}: {exc}")
+    status = _create(store, backend, cache, settings, deployment)
+    if status is None:
         return
     after = apply(store, backend, cache, settings, deployment, status)
     if after.status == D.failed:  # failed (timed out, or a reader saw it fail) while we created it: none may linger
         backend.delete(deployment.name)
+
+
+def _create(
+    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment
+) -> EndpointStatus | None:
+    """backend.deploy. An error worth another try (throttled, a 5xx, no answer) raises, so SQS redelivers the
+    message (or the reconciler's next pass tries again) and the deploy, idempotent by name, resumes. A refusal for
+    good (quota, validation, a bad image) removes what the attempt created and fails the deployment with the reason:
+    None."""
+    try:
+        return backend.deploy(spec_for(deployment, settings))
+    except Exception as exc:
+        if faults.transient(exc):
+            log("warning", "deploy: backend error, to be retried", deployment_id=deployment.id, error=repr(exc))
+            raise
+        _clean_up(backend, deployment)
+        _fail(store, cache, deployment, "deploy_failed", f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _clean_up(backend: ServingBackend, deployment: Deployment) -> None:
+    """Delete whatever a refused deploy left (a SageMaker model and config without their endpoint, a Deployment
+    without its Service). A transient failure here re-raises: the redelivered message deploys (refused again) and
+    cleans up again; a permanent one is logged and the deployment fails all the same."""
+    try:
+        backend.delete(deployment.name)
+    except Exception as exc:
+        if faults.transient(exc):
+            raise
+        log("warning", "deploy: cleaning up after a refusal failed", deployment_id=deployment.id, error=repr(exc))
 
 
 def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment) -> None:
@@ -186,7 +214,7 @@ def apply(
         # (idempotent by name): a message lost after the `deploying` write must not leave it hanging.
         if now() - deployment.updated_at > settings.reconcile_stale_seconds:
             store.deployments.update(deployment.id, MOVING)  # touch: once per period
-            backend.deploy(spec_for(deployment, settings))
+            _create(store, backend, cache, settings, deployment)
         return store.deployments.get(deployment.id) or deployment
     elif status.state in (EndpointState.failed, EndpointState.missing):
         reason = status.message or "the backend has no such deployment"

@@ -4,8 +4,13 @@ HTTP deployments (local, EKS) get the request with the server key (over aiohttp)
 `invoke_endpoint[_with_response_stream]`. The forwarded body's `model` is always the routed one, so a caller can
 never reach another tenant's adapter on a shared server by naming it. Streams pass through chunk by chunk; the
 server is always asked for a final usage chunk (for the log), which reaches the caller only if it asked for one.
-A server's error answer is re-shaped into the route's error body, and a stream that breaks (or ends without
-`data: [DONE]`) ends with an error event instead of looking like a normal end (functions/deployments/proxy_errors.py).
+A server's error answer is re-shaped into the route's error body (functions/deployments/proxy_errors.py), and a
+stream that breaks (or ends without `data: [DONE]`) ends with an error event instead of looking like a normal end
+(functions/deployments/proxy_stream.py).
+
+Nothing here blocks the event loop: the usage log is written in a worker thread after the answer (or the stream's
+end), boto3 calls run in threads, and the route lookup's slow path too (routing.resolve_async). Each answer says how
+long the control plane itself took (`Timing`, OVERHEAD_HEADER).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import time
 import weakref
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +33,9 @@ from functions.core.errors import DomainError
 from functions.core.models import InferenceLog
 from functions.core.observability import log
 from functions.core.settings import Settings
-from functions.deployments import proxy_errors
+from functions.deployments import proxy_body, proxy_errors
 from functions.deployments.proxy_errors import UpstreamError
+from functions.deployments.proxy_stream import keep_event, relay_events, sse_events
 from functions.deployments.routing import Route
 from functions.store.mongo import Store
 
@@ -38,12 +45,37 @@ if TYPE_CHECKING:  # imported on first use: the API's cold start does not pay fo
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
 
 
-__all__ = ["Call", "UpstreamError", "close_sessions", "forward", "keep_event", "session", "sse_events"]
-_DONE = b"data: [DONE]"
+__all__ = [
+    "Call",
+    "Timing",
+    "UpstreamError",
+    "close_sessions",
+    "forward",
+    "keep_event",
+    "relay_events",
+    "session",
+    "sse_events",
+]
+OVERHEAD_HEADER = "x-ministudio-overhead-duration-ms"  # as LiteLLM's x-litellm-overhead-duration-ms
+_log_writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-class StreamCut(Exception):
-    """The upstream stream ended without `data: [DONE]` (a server that died between two events)."""
+@dataclass
+class Timing:
+    """Where a proxied request's time went: from the route's start (the proxy routes' handler sets it, see
+    functions/api/routes/inference.py), less the time spent waiting on the upstream (for a stream: until its
+    response headers). What is left is the control plane's overhead, sent back in OVERHEAD_HEADER."""
+
+    started: float = field(default_factory=time.perf_counter)
+    upstream: float = 0.0  # seconds
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (time.perf_counter() - self.started - self.upstream) * 1000)
+
+
+timing_var: ContextVar[Timing | None] = ContextVar("proxy_timing", default=None)
 
 
 @dataclass
@@ -59,6 +91,20 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    timing: Timing = field(default_factory=lambda: timing_var.get() or Timing())
+
+    def record_later(self, store: Store, status_code: int, error: str | None = None) -> None:
+        """`record` in a worker thread: pymongo blocks, and the event loop serves every other request meanwhile.
+        Not awaited (a stream's end may come with the caller's cancellation); `close_sessions` waits for them."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream finalised after its loop stopped: no request is waiting any more
+            self.record(store, status_code, error)
+            return
+        write = loop.run_in_executor(None, self.record, store, status_code, error)
+        pending = _log_writes.setdefault(loop, set())
+        pending.add(write)
+        write.add_done_callback(pending.discard)
 
     def record(self, store: Store, status_code: int, error: str | None = None) -> None:
         entry = InferenceLog(
@@ -80,6 +126,11 @@ class Call:
             store.inference_logs.add(entry)
         except Exception as exc:  # the answer already left: a lost log line must not turn it into an error
             log("warning", "inference log write failed", error=str(exc), request_id=self.request_id)
+
+    def record_answer(self, store: Store, status_code: int, content: bytes) -> None:
+        """The log of a whole answer, its usage read from it (off the event loop too: answers can be long)."""
+        self.take_usage_from(content)
+        self.record(store, status_code)
 
     def take_usage_from(self, content: bytes) -> None:
         with contextlib.suppress(ValueError):
@@ -109,18 +160,28 @@ def session() -> aiohttp.ClientSession:
 
 
 async def close_sessions() -> None:
-    """Close this loop's upstream session (the app's shutdown; a Lambda container never shuts down)."""
-    found = _sessions.pop(asyncio.get_running_loop(), None)
+    """Close this loop's upstream session and let the usage-log writes still going finish (the app's shutdown; a
+    Lambda container never shuts down)."""
+    loop = asyncio.get_running_loop()
+    found = _sessions.pop(loop, None)
     if found is not None:
         await found.close()
+    await drain_log_writes()
 
 
-async def forward(call: Call, body: dict[str, Any], store: Store, settings: Settings) -> Response:
-    body = {**body, "model": call.route.model}
-    wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) if call.stream else True
-    if call.stream:
-        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    payload = json.dumps(body).encode()
+async def drain_log_writes() -> None:
+    """Wait for this loop's usage-log writes started so far."""
+    pending = _log_writes.get(asyncio.get_running_loop())
+    while pending:
+        await asyncio.gather(*list(pending), return_exceptions=True)
+
+
+async def forward(
+    call: Call, body: dict[str, Any], store: Store, settings: Settings, raw: bytes | None = None
+) -> Response:
+    """`raw`: the request body as the caller sent it, when `body` was parsed from it (passed on as it is when that
+    is safe: re-encoding a long prompt costs a millisecond)."""
+    payload, wants_usage = proxy_body.upstream_body(call.route.model, call.stream, body, raw)
     if call.route.kind == "sagemaker":
         from functions.deployments import proxy_sagemaker
 
@@ -137,6 +198,7 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
         headers["Authorization"] = f"Bearer {settings.inference_api_key.get_secret_value()}"
     timeout = aiohttp.ClientTimeout(total=settings.proxy_timeout_seconds)
     content = b""
+    sent = time.perf_counter()
     try:
         upstream = await session().post(f"{call.route.url}{call.path}", data=payload, headers=headers, timeout=timeout)
         if not call.stream or upstream.status >= 400:
@@ -145,16 +207,17 @@ async def forward(call: Call, body: dict[str, Any], store: Store, settings: Sett
             finally:
                 upstream.release()
     except (aiohttp.ClientError, TimeoutError) as exc:  # no answer, or the server died while sending it
+        call.timing.upstream += time.perf_counter() - sent
         log("warning", "inference server did not answer", deployment_id=call.route.deployment_id, error=repr(exc))
-        call.record(store, 502, f"the inference server did not answer ({type(exc).__name__})")
+        call.record_later(store, 502, f"the inference server did not answer ({type(exc).__name__})")
         raise UpstreamError(f"deployment {call.route.deployment_id} did not answer: {type(exc).__name__}") from exc
+    call.timing.upstream += time.perf_counter() - sent
     if upstream.status >= 400:
         raise rejected(call, upstream.status, content, store)
     if not call.stream:
-        call.take_usage_from(content)
         media = upstream.headers.get("content-type", "application/json")
-        # The usage log is written after the answer has gone: the caller never waits for MongoDB.
-        log_it = BackgroundTask(call.record, store, upstream.status, None)
+        # The usage log is written after the answer has gone, in a worker thread: nobody waits for MongoDB.
+        log_it = BackgroundTask(call.record_answer, store, upstream.status, content)
         return Response(content, status_code=upstream.status, media_type=media, background=log_it)
     return StreamingResponse(
         _relay(call, upstream, wants_usage, store),
@@ -170,7 +233,7 @@ def rejected(call: Call, status: int, content: bytes, store: Store) -> DomainErr
     body = content[:2000].decode(errors="replace")
     log("warning", "inference server answered an error", deployment_id=call.route.deployment_id, body=body)
     error = proxy_errors.rejected(status, content, [call.route.model])
-    call.record(store, error.status_code, error.message)
+    call.record_later(store, error.status_code, error.message)
     return error
 
 
@@ -180,70 +243,3 @@ async def _relay(call: Call, upstream: aiohttp.ClientResponse, wants_usage: bool
             yield event
     finally:
         upstream.release()
-
-
-async def relay_events(
-    call: Call, events: AsyncIterator[bytes], wants_usage: bool, store: Store
-) -> AsyncIterator[bytes]:
-    """Pass whole events on. A stream that breaks, or ends without `data: [DONE]`, ends with an error event for the
-    caller (never a silent, normal-looking end), a warning for the operator and status 502 in the usage log."""
-    status, error = 200, None
-    try:
-        async for event in events:
-            if event.strip() == _DONE:
-                yield _DONE + b"\n\n"
-                return
-            if not event.endswith(b"\n\n"):
-                raise StreamCut("the stream ended inside an event")
-            if (failure := _error_in(event)) is not None:  # the server's own error event: re-shaped, and the end
-                status, error = 502, "the inference server sent an error mid-stream"
-                yield proxy_errors.upstream_event_error(failure, call.request_id, [call.route.model])
-                return
-            if keep_event(call, event, wants_usage):
-                yield event
-        raise StreamCut("the stream ended without data: [DONE]")
-    except Exception as exc:  # the server died mid-stream: a broken connection, or an end that came too soon
-        status, error = 502, f"the answer was cut off ({type(exc).__name__})"
-        where = {"deployment_id": call.route.deployment_id, "request_id": call.request_id}
-        log("warning", "inference stream interrupted", **where, error=repr(exc))
-        yield proxy_errors.interrupted(call.request_id)
-    finally:
-        call.record(store, status, error)
-
-
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Whole SSE events (each ending in a blank line) from arbitrary byte chunks."""
-    buffer = b""
-    async for chunk in chunks:
-        buffer += chunk
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            yield event + b"\n\n"
-    if buffer.strip():
-        yield buffer
-
-
-def _error_in(event: bytes) -> dict[str, Any] | None:
-    text = event.strip()
-    if not text.startswith(b"data:") or b'"error"' not in text:
-        return None
-    with contextlib.suppress(ValueError):
-        data = json.loads(text[5:])
-        if isinstance(data, dict) and data.get("error"):
-            return data
-    return None
-
-
-def keep_event(call: Call, event: bytes, wants_usage: bool) -> bool:
-    """Note the usage chunk; pass it on only when the caller asked for it (`stream_options.include_usage`)."""
-    text = event.strip()
-    if not text.startswith(b"data:") or text == b"data: [DONE]":
-        return True
-    try:
-        data = json.loads(text[5:])
-    except ValueError:
-        return True
-    if isinstance(data, dict) and data.get("usage"):
-        call.take_usage(data)
-        return wants_usage or bool(data.get("choices"))
-    return True

@@ -7,8 +7,14 @@ The cache entry is dropped whenever a deployment of that model changes (function
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from functions.compute.serving import ServingBackend
 from functions.core.errors import NotFound, ServiceUnavailable
@@ -20,6 +26,10 @@ from functions.store.cache import Cache
 from functions.store.mongo import Store
 
 _LOOK_BACK = 100  # the tenant's newest deployments searched for a failed one of the asked model
+MISS_THREADS = 16  # route lookups on a miss running at once, per event loop
+_misses: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[dict[str, asyncio.Future[Route]], anyio.CapacityLimiter]
+] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -43,13 +53,49 @@ class Route:
         )
 
 
-def resolve(
+async def resolve_async(
     store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, model: str
 ) -> Route:
+    """`resolve` for the proxy, which runs on the event loop: a cache hit is one Redis read, inline (a thread hop
+    would cost more than the read; the auth dependency does the same). A miss reads MongoDB and may ask the backend
+    (a Kubernetes call may take its whole timeout), so it runs in a worker thread, where a slow backend delays only
+    the requests for that model: concurrent misses for one tenant's model share one lookup, and all misses together
+    hold at most MISS_THREADS threads, counted apart from the 40 that FastAPI's sync routes share (anyio's default
+    limiter), so a hung backend cannot starve those."""
     key = route_key(client_code, model)
     cached = cache.get_json(key)
     if isinstance(cached, dict):
         return Route.of(cached)
+    loop = asyncio.get_running_loop()
+    running, limiter = _misses.get(loop) or _misses.setdefault(loop, ({}, anyio.CapacityLimiter(MISS_THREADS)))
+    lookup = running.get(key)
+    if lookup is None:
+        miss = functools.partial(_resolve_miss, store, cache, backend, settings, client_code, model)
+        lookup = running[key] = asyncio.ensure_future(anyio.to_thread.run_sync(miss, limiter=limiter))
+        lookup.add_done_callback(functools.partial(_finished, running, key))
+    # Shielded: a caller that goes away must not cancel the lookup the others wait for.
+    return await asyncio.shield(lookup)
+
+
+def _finished(running: dict[str, asyncio.Future[Route]], key: str, lookup: asyncio.Future[Route]) -> None:
+    running.pop(key, None)
+    if not lookup.cancelled():
+        lookup.exception()  # retrieved: when every waiter has gone, asyncio would log it as never retrieved
+
+
+def resolve(
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, model: str
+) -> Route:
+    cached = cache.get_json(route_key(client_code, model))
+    if isinstance(cached, dict):
+        return Route.of(cached)
+    return _resolve_miss(store, cache, backend, settings, client_code, model)
+
+
+def _resolve_miss(
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, model: str
+) -> Route:
+    key = route_key(client_code, model)
     live = store.deployments.live_for_model(client_code, model)
     if not live:
         failed = _failed(store, client_code, model)
@@ -61,10 +107,8 @@ def resolve(
             code="model_not_found",
         )
     deployment = live[0]
-    if deployment.status != DeploymentStatus.ready:
-        deployment = refresh_quietly(
-            store, backend, cache, settings, deployment
-        )  # it may have come up since the last look
+    if deployment.status != DeploymentStatus.ready:  # it may have come up since the last look
+        deployment = refresh_quietly(store, backend, cache, settings, deployment)
     if deployment.status == DeploymentStatus.failed:  # it failed while we looked
         raise _deployment_failed(deployment, model)
     if deployment.status != DeploymentStatus.ready or not deployment.endpoint:

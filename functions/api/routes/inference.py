@@ -1,24 +1,56 @@
 """OpenAI's POST /v1/chat/completions and /v1/completions on the control plane: route `model` to the caller's own
-ready deployment and forward (streams included); every call is logged for /v1/usage and /v1/logs."""
+ready deployment and forward (streams included); every call is logged for /v1/usage and /v1/logs.
+
+Every answer of a proxy route says how long the control plane itself took: `x-ministudio-overhead-duration-ms`,
+from the route's start (body parsing, auth, rate limit, routing included; the ASGI middleware before it not) to
+the answer, less the time spent waiting on the inference server (for a stream: until its response headers).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from functions.api import errors
 from functions.api.context import request_id_var
 from functions.api.deps import CacheDep, CurrentTenant, ServingDep, SettingsDep, StoreDep
 from functions.api.schemas import PROXY_ERRORS
 from functions.api.schemas_serving import ChatProxyRequest, CompletionProxyRequest
+from functions.core.errors import DomainError
 from functions.deployments import proxy, routing
 
-router = APIRouter(prefix="/v1", tags=["inference"], responses=PROXY_ERRORS)
+
+class ProxyRoute(APIRoute):
+    """A route whose answers (errors included) carry the control plane's overhead (proxy.OVERHEAD_HEADER)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def timed(request: Request) -> Response:
+            timing = proxy.Timing()
+            token = proxy.timing_var.set(timing)
+            try:
+                response = await handle(request)
+            except DomainError as exc:  # shaped here, as the app's handler would, so that it carries the header too
+                response = await errors.on_domain_error(request, exc)
+            finally:
+                proxy.timing_var.reset(token)
+            response.headers[proxy.OVERHEAD_HEADER] = f"{timing.overhead_ms():.3f}"
+            return response
+
+        return timed
+
+
+router = APIRouter(prefix="/v1", tags=["inference"], responses=PROXY_ERRORS, route_class=ProxyRoute)
 UserHeader = Annotated[str | None, Header(alias="X-User-ID")]
 
 
 async def _forward(
+    request: Request,
     path: str,
     body: ChatProxyRequest | CompletionProxyRequest,
     user: str | None,
@@ -28,7 +60,7 @@ async def _forward(
     backend: ServingDep,
     settings: SettingsDep,
 ) -> Response:
-    route = routing.resolve(store, cache, backend, settings, tenant.client_code, body.model)
+    route = await routing.resolve_async(store, cache, backend, settings, tenant.client_code, body.model)
     call = proxy.Call(
         client_code=tenant.client_code,
         route=route,
@@ -37,11 +69,14 @@ async def _forward(
         user=user or body.user,
         stream=bool(body.stream),
     )
-    return await proxy.forward(call, body.model_dump(exclude_unset=True), store, settings)
+    # FastAPI has read the body already (Starlette keeps it): the proxy may pass the caller's bytes on as they are.
+    raw = await request.body()
+    return await proxy.forward(call, body.model_dump(exclude_unset=True), store, settings, raw)
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
+    request: Request,
     body: ChatProxyRequest,
     tenant: CurrentTenant,
     store: StoreDep,
@@ -50,11 +85,12 @@ async def chat_completions(
     settings: SettingsDep,
     user: UserHeader = None,
 ) -> Response:
-    return await _forward("/v1/chat/completions", body, user, tenant, store, cache, backend, settings)
+    return await _forward(request, "/v1/chat/completions", body, user, tenant, store, cache, backend, settings)
 
 
 @router.post("/completions", response_model=None)
 async def completions(
+    request: Request,
     body: CompletionProxyRequest,
     tenant: CurrentTenant,
     store: StoreDep,
@@ -63,4 +99,4 @@ async def completions(
     settings: SettingsDep,
     user: UserHeader = None,
 ) -> Response:
-    return await _forward("/v1/completions", body, user, tenant, store, cache, backend, settings)
+    return await _forward(request, "/v1/completions", body, user, tenant, store, cache, backend, settings)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from functions.api.context import request_id_var
 from functions.api.deps import CacheDep, CurrentTenant, QueuesDep, ServingDep, SettingsDep, StoreDep, own_client_code
+from functions.api.routes.inference import ProxyRoute
 from functions.api.schemas import SEED_PROXY_ERRORS
 from functions.api.schemas_serving import SeedBaseDeploy, SeedDeployOut, SeedFineTunedDeploy
 from functions.core.models import Deployment
@@ -54,7 +55,11 @@ def deploy_fine_tuned(
     return _out(made)
 
 
-@router.post("/infer/{model_name:path}", response_model=None)
+# The proxy route's answers carry the control plane's overhead, as /v1's do (functions/api/routes/inference.py).
+_proxy = APIRouter(route_class=ProxyRoute)
+
+
+@_proxy.post("/infer/{model_name:path}", response_model=None)
 async def infer(
     model_name: str,
     body: Annotated[dict[str, Any], Body()],
@@ -65,6 +70,9 @@ async def infer(
     settings: SettingsDep,
     user: Annotated[str | None, Header(alias="X-User-ID")] = None,
 ) -> Response:
-    route = routing.resolve(store, cache, backend, settings, tenant.client_code, model_name)
+    route = await routing.resolve_async(store, cache, backend, settings, tenant.client_code, model_name)
     call = proxy.Call(tenant.client_code, route, "/predict", request_id_var.get(), user)
     return await proxy.forward(call, body, store, settings)
+
+
+router.include_router(_proxy)
