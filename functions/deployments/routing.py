@@ -20,7 +20,7 @@ from functions.compute.serving import ServingBackend
 from functions.core.errors import NotFound, ServiceUnavailable
 from functions.core.models import Deployment, DeploymentStatus
 from functions.core.settings import Settings
-from functions.deployments.dispatch import refresh_quietly
+from functions.deployments.lifecycle import refresh_quietly
 from functions.deployments.service import route_key
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -108,7 +108,7 @@ def _resolve_miss(
         )
     deployment = live[0]
     if deployment.status != DeploymentStatus.ready:  # it may have come up since the last look
-        deployment = refresh_quietly(store, backend, cache, settings, deployment)
+        deployment = refresh_quietly(store, cache, backend, settings, deployment)
     if deployment.status == DeploymentStatus.failed:  # it failed while we looked
         raise _deployment_failed(deployment, model)
     if deployment.status != DeploymentStatus.ready or not deployment.endpoint:

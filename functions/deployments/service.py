@@ -50,8 +50,8 @@ class Sizing:
 
 def deploy(
     store: Store,
-    queues: Queues,
     cache: Cache,
+    queues: Queues,
     settings: Settings,
     tenant: Tenant,
     model: str,
@@ -61,14 +61,14 @@ def deploy(
 ) -> Deployment:
     """POST /v1/deployments: a base model gets a server; a fine-tuned `ft:` model is served as an adapter."""
     if model.startswith("ft:"):
-        return deploy_fine_tuned(store, queues, cache, settings, tenant, model, sizing, dedicated=dedicated)
-    return deploy_base(store, queues, cache, settings, tenant, model, sizing)
+        return deploy_fine_tuned(store, cache, queues, settings, tenant, model, sizing, dedicated=dedicated)
+    return deploy_base(store, cache, queues, settings, tenant, model, sizing)
 
 
 def deploy_base(
     store: Store,
-    queues: Queues,
     cache: Cache,
+    queues: Queues,
     settings: Settings,
     tenant: Tenant,
     model: str,
@@ -93,13 +93,13 @@ def deploy_base(
         source=source,
         **sizing.check().__dict__,
     )
-    return _submit(store, queues, cache, deployment)
+    return _submit(store, cache, queues, deployment)
 
 
 def deploy_fine_tuned(
     store: Store,
-    queues: Queues,
     cache: Cache,
+    queues: Queues,
     settings: Settings,
     tenant: Tenant,
     model_id: str,
@@ -129,10 +129,10 @@ def deploy_fine_tuned(
         source=source,
         **sizing.check().__dict__,
     )
-    return _submit(store, queues, cache, deployment)
+    return _submit(store, cache, queues, deployment)
 
 
-def _submit(store: Store, queues: Queues, cache: Cache, deployment: Deployment) -> Deployment:
+def _submit(store: Store, cache: Cache, queues: Queues, deployment: Deployment) -> Deployment:
     store.deployments.insert(deployment)  # written before the message: the reconciler re-sends a lost one
     queues.send_deployment(deployment.id, "deploy")
     invalidate_route(cache, deployment.client_code, deployment.model)
@@ -151,22 +151,22 @@ def list_page(store: Store, client_code: str, after: str | None, limit: int) -> 
 
 
 def retrieve(
-    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, client_code: str, deployment_id: str
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, deployment_id: str
 ) -> Deployment:
     """A deployment on the move (`deploying`, `deleting`) is asked where it stands, so a client polling sees
     `ready` as soon as the server is."""
     deployment = get(store, client_code, deployment_id)
     if deployment.status in (DeploymentStatus.deploying, DeploymentStatus.deleting):
-        from functions.deployments.dispatch import refresh_quietly  # dispatch imports this module
+        from functions.deployments.lifecycle import refresh_quietly  # dispatch imports this module
 
-        deployment = refresh_quietly(store, backend, cache, settings, deployment)
+        deployment = refresh_quietly(store, cache, backend, settings, deployment)
     return deployment
 
 
 def scale(
     store: Store,
-    backend: ServingBackend,
     cache: Cache,
+    backend: ServingBackend,
     settings: Settings,
     client_code: str,
     deployment_id: str,
@@ -174,7 +174,7 @@ def scale(
     max_replicas: int | None,
 ) -> Deployment:
     """New replica bounds for a live deployment with a server of its own; a bound left out keeps its value."""
-    from functions.deployments.dispatch import apply  # dispatch imports this module
+    from functions.deployments.lifecycle import apply  # dispatch imports this module
 
     deployment = get(store, client_code, deployment_id)
     low = deployment.min_replicas if min_replicas is None else min_replicas
@@ -188,10 +188,10 @@ def scale(
     moved = store.deployments.update(
         deployment.id, [deployment.status.value], min_replicas=sizing.min_replicas, max_replicas=sizing.max_replicas
     )
-    return apply(store, backend, cache, settings, moved or deployment, status)
+    return apply(store, cache, backend, settings, moved or deployment, status)
 
 
-def delete(store: Store, queues: Queues, cache: Cache, client_code: str, deployment_id: str) -> Deployment:
+def delete(store: Store, cache: Cache, queues: Queues, client_code: str, deployment_id: str) -> Deployment:
     deployment = get(store, client_code, deployment_id)
     if deployment.status in (DeploymentStatus.deleting, DeploymentStatus.deleted):
         return deployment  # deleting twice is not an error
@@ -203,10 +203,10 @@ def delete(store: Store, queues: Queues, cache: Cache, client_code: str, deploym
     return moved
 
 
-def undeploy_model(store: Store, queues: Queues, cache: Cache, client_code: str, model_id: str) -> list[Deployment]:
+def undeploy_model(store: Store, cache: Cache, queues: Queues, client_code: str, model_id: str) -> list[Deployment]:
     """Delete every live deployment of a model (deleting a fine-tuned model undeploys it)."""
     return [
-        delete(store, queues, cache, client_code, d.id) for d in store.deployments.live_for_model(client_code, model_id)
+        delete(store, cache, queues, client_code, d.id) for d in store.deployments.live_for_model(client_code, model_id)
     ]
 
 

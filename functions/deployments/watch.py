@@ -17,7 +17,7 @@ D = DeploymentStatus
 
 def follow(settings: Settings) -> Callable[[Any, str], None]:
     def server_changed(backend: Any, name: str) -> None:
-        from functions.deployments.dispatch import refresh_quietly
+        from functions.deployments.lifecycle import refresh_quietly
         from functions.store.cache import get_cache
         from functions.store.mongo import get_store
 
@@ -25,7 +25,7 @@ def follow(settings: Settings) -> Callable[[Any, str], None]:
         on_it = [d for d in store.deployments.in_status([D.deploying.value, D.ready.value]) if d.name == name]
         on_it.sort(key=lambda d: not d.dedicated)  # the server's own deployment first: riders read its record
         for deployment in on_it:
-            after = refresh_quietly(store, backend, cache, settings, deployment)
+            after = refresh_quietly(store, cache, backend, settings, deployment)
             if after.status != deployment.status:
                 log("info", "deployment follows its server", deployment_id=deployment.id, status=after.status.value)
 

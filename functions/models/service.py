@@ -43,8 +43,8 @@ def retrieve(store: Store, settings: Settings, client_code: str, model_id: str) 
 
 
 def delete(
-    store: Store, blobs: Blobs, queues: Queues, cache: Cache, settings: Settings, client_code: str, model_id: str
+    store: Store, cache: Cache, blobs: Blobs, queues: Queues, settings: Settings, client_code: str, model_id: str
 ) -> FineTunedModel:
     deleted = artifacts.delete(store, blobs, settings, client_code, model_id)
-    deployments.undeploy_model(store, queues, cache, client_code, deleted.id)  # its adapter is gone
+    deployments.undeploy_model(store, cache, queues, client_code, deleted.id)  # its adapter is gone
     return deleted

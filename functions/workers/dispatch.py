@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from functions.compute import get_serving_backend, get_training_backend
 from functions.core.observability import correlation_id
 from functions.core.settings import get_settings
-from functions.deployments import dispatch as deployments
+from functions.deployments import lifecycle as deployments
 from functions.jobs import launch
 from functions.store.cache import get_cache
 from functions.store.mongo import get_store
@@ -28,7 +28,7 @@ def record_handler(record: SQSRecord) -> None:
     if message is not None:
         deployment_id, action = message
         backend = get_serving_backend(settings)
-        deployments.handle(get_store(), backend, get_cache(), settings, deployment_id, action)
+        deployments.handle(get_store(), get_cache(), backend, settings, deployment_id, action)
         return
     launch.handle(get_store(), get_training_backend(settings), settings, record.body)
 

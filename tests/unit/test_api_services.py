@@ -72,7 +72,7 @@ def _deployment(store: Store, status: DeploymentStatus, dedicated: bool = True, 
 
 
 def _scale(store: Store, backend: Scaler, deployment_id: str, low: int | None, high: int | None) -> Deployment:
-    return service.scale(store, backend, Cache(None), Settings(), "acme", deployment_id, low, high)  # type: ignore[arg-type]
+    return service.scale(store, Cache(None), backend, Settings(), "acme", deployment_id, low, high)  # type: ignore[arg-type]
 
 
 def test_scaling_keeps_a_bound_left_out_and_tells_the_backend(store: Store) -> None:

@@ -22,7 +22,7 @@ from functions.compute.sagemaker_client import SageMakerBackendError
 from functions.compute.serving import EndpointState, ServingSpec
 from functions.core.models import DeploymentStatus, Tenant, now
 from functions.core.settings import Settings
-from functions.deployments import dispatch, faults, service
+from functions.deployments import faults, lifecycle, service
 from functions.local.lambda_context import new_context
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -115,7 +115,7 @@ def deploying(monkeypatch: pytest.MonkeyPatch) -> Any:
     and says how many receives it took (6: the DLQ)."""
     store, cache, settings, sent = Store(mongomock.MongoClient()["t"]), Cache(None), Settings(), Sent()
     store.tenants.create(Tenant(id="acme"))
-    made = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
+    made = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
     monkeypatch.setattr(worker, "get_store", lambda: store)
     monkeypatch.setattr(worker, "get_cache", lambda: cache)
     monkeypatch.setattr(worker, "get_settings", lambda: settings)
@@ -146,7 +146,7 @@ def test_a_throttled_deploy_goes_back_to_sqs_and_deploys_once(deploying: Any) ->
     assert backend.calls == [("deploy", made.name)] * 3 and list(backend.servers) == [made.name]
     assert store.deployments.get(made.id).status == DeploymentStatus.deploying
     backend.servers[made.name] = EndpointState.ready
-    ready = dispatch.refresh(store, backend, Cache(None), Settings(), store.deployments.get(made.id))
+    ready = lifecycle.refresh(store, Cache(None), backend, Settings(), store.deployments.get(made.id))
     assert ready.status == DeploymentStatus.ready
 
 
@@ -184,8 +184,8 @@ def test_the_reconcilers_second_try_that_is_refused_fails_and_cleans_up(
     # ... when the reconciler, a while later, finds no server and creates it, and the backend refuses for good
     backend = Flaky([aws("ValidationException")])
     later = now() + Settings().reconcile_stale_seconds + 1
-    monkeypatch.setattr(dispatch, "now", lambda: later)
-    after = dispatch.refresh(store, backend, Cache(None), Settings(), store.deployments.get(made.id))
+    monkeypatch.setattr(lifecycle, "now", lambda: later)
+    after = lifecycle.refresh(store, Cache(None), backend, Settings(), store.deployments.get(made.id))
     # Then it fails with the reason, and nothing of it is left
     assert after.status == DeploymentStatus.failed and "ValidationException" in (after.error or {})["message"]
     assert backend.calls == [("deploy", made.name), ("delete", made.name)] and not backend.servers

@@ -14,8 +14,8 @@ import pytest
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, EndpointStatus, ServingSpec, serving_name
 from functions.core.models import FineTunedModel, Tenant
 from functions.core.settings import Settings
-from functions.deployments import dispatch, proxy, service
-from functions.deployments.reconcile import reconcile_deployments
+from functions.deployments import lifecycle, proxy, service
+from functions.deployments.resync import reconcile_deployments
 from functions.deployments.routing import Route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -100,27 +100,27 @@ def _deliver(world: Any, times: int = 1) -> None:
     store, backend, sent, cache, settings = world
     for deployment_id, action in list(sent.messages):
         for _ in range(times):
-            dispatch.handle(store, backend, cache, settings, deployment_id, action)
+            lifecycle.handle(store, cache, backend, settings, deployment_id, action)
     sent.messages.clear()
 
 
 def _ready_host(world: Any) -> Any:
     """acme's base deployment, deployed and ready: where adapters ride."""
     store, backend, sent, cache, settings = world
-    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())
+    host = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())
     _deliver(world)
     backend.servers[host.name] = EndpointState.ready
-    return dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
+    return lifecycle.refresh(store, cache, backend, settings, store.deployments.get(host.id))
 
 
 def test_redelivered_deploy_starts_one_server_and_refresh_makes_it_ready(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    made = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
+    made = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
     _deliver(world, times=3)
     assert set(backend.calls) == {("deploy", made.name)} and list(backend.servers) == [made.name]  # one server
     assert store.deployments.get(made.id).status == "deploying"
     backend.servers[made.name] = EndpointState.ready
-    ready = dispatch.refresh(store, backend, cache, settings, store.deployments.get(made.id))
+    ready = lifecycle.refresh(store, cache, backend, settings, store.deployments.get(made.id))
     assert ready.status == "ready" and ready.endpoint["url"].endswith(made.name) and ready.ready_at
 
 
@@ -129,8 +129,8 @@ def test_adapters_of_two_tenants_share_one_server_which_outlives_its_owner(world
     host = _ready_host(world)
     rider = service.deploy_fine_tuned(
         store,
-        sent,
         cache,
+        sent,
         settings,
         Tenant(id="globex"),
         f"ft:{BASE}:globex:s:ftjob-globex",
@@ -140,10 +140,10 @@ def test_adapters_of_two_tenants_share_one_server_which_outlives_its_owner(world
     _deliver(world)
     rider = store.deployments.get(rider.id)
     assert rider.status == "ready" and rider.endpoint["component"].startswith(host.name)  # the adapter's own target
-    service.delete(store, sent, cache, "acme", host.id)  # type: ignore[arg-type]
+    service.delete(store, cache, sent, "acme", host.id)  # type: ignore[arg-type]
     _deliver(world)
     assert store.deployments.get(host.id).status == "deleted" and ("delete", host.name) not in backend.calls
-    service.delete(store, sent, cache, "globex", rider.id)  # type: ignore[arg-type]
+    service.delete(store, cache, sent, "globex", rider.id)  # type: ignore[arg-type]
     _deliver(world)
     assert store.deployments.get(rider.id).status == "deleted"
     assert backend.calls[-2:] == [("remove_adapter", rider.model), ("delete", host.name)]
@@ -154,7 +154,7 @@ def test_rejected_adapter_fails_its_deployment_only(world: Any) -> None:
     host = _ready_host(world)
     model = f"ft:{BASE}:acme:s:ftjob-acme"
     backend.reject.add(model)
-    rider = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    rider = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
     _deliver(world)
     failed = store.deployments.get(rider.id)
     assert (
@@ -166,18 +166,18 @@ def test_rejected_adapter_fails_its_deployment_only(world: Any) -> None:
 def test_without_a_host_a_fine_tuned_model_gets_its_own_server_with_the_adapter(world: Any) -> None:
     store, _, sent, cache, settings = world
     model = f"ft:{BASE}:acme:s:ftjob-acme"
-    own = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    own = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
     assert own.dedicated and own.name.startswith("vllm-ft-acme-smollm2-135m-instruct-")
-    spec = dispatch.spec_for(own, settings)
+    spec = lifecycle.spec_for(own, settings)
     assert spec.adapters == (AdapterSpec(model, own.adapter_uri or "", "acme"),) and spec.model == BASE
 
 
 def test_server_that_never_gets_ready_is_failed_and_removed(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    made = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
+    made = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
     _deliver(world)
     store.deployments.col.update_one({"_id": made.id}, {"$set": {"created_at": 0}})
-    report = reconcile_deployments(store, sent, cache, backend, settings)  # type: ignore[arg-type]
+    report = reconcile_deployments(store, cache, sent, backend, settings)  # type: ignore[arg-type]
     failed = store.deployments.get(made.id)
     assert failed.status == "failed" and failed.error["code"] == "deploy_timeout"
     assert report["deployments_changed"] == {made.id: "failed"} and ("delete", made.name) in backend.calls
@@ -188,8 +188,8 @@ def test_a_server_that_dies_fails_its_deployment_and_its_riders(world: Any) -> N
     host = _ready_host(world)
     rider = service.deploy_fine_tuned(
         store,
-        sent,
         cache,
+        sent,
         settings,
         Tenant(id="acme"),
         f"ft:{BASE}:acme:s:ftjob-acme",
@@ -197,7 +197,7 @@ def test_a_server_that_dies_fails_its_deployment_and_its_riders(world: Any) -> N
     )
     _deliver(world)
     backend.servers[host.name] = EndpointState.failed
-    reconcile_deployments(store, sent, cache, backend, settings)  # type: ignore[arg-type]
+    reconcile_deployments(store, cache, sent, backend, settings)  # type: ignore[arg-type]
     assert store.deployments.get(host.id).status == "failed"
     assert store.deployments.get(rider.id).status == "failed"
     assert store.deployments.get(rider.id).error["code"] == "host_failed"
@@ -205,10 +205,10 @@ def test_a_server_that_dies_fails_its_deployment_and_its_riders(world: Any) -> N
 
 def test_lost_deploy_message_is_resent_by_the_reconciler(world: Any) -> None:
     store, backend, sent, cache, settings = world
-    made = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
+    made = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
     sent.messages.clear()  # lost
     store.deployments.col.update_one({"_id": made.id}, {"$set": {"updated_at": 0}})
-    assert reconcile_deployments(store, sent, cache, backend, settings)["deploys_resent"] == [made.id]  # type: ignore[arg-type]
+    assert reconcile_deployments(store, cache, sent, backend, settings)["deploys_resent"] == [made.id]  # type: ignore[arg-type]
     assert sent.messages == [(made.id, "deploy")]
 
 
@@ -266,10 +266,10 @@ def test_a_racing_attach_that_loses_does_not_fail_a_ready_adapter(world: Any) ->
     store, backend, sent, cache, settings = world
     _ready_host(world)
     model = f"ft:{BASE}:acme:s:ftjob-acme"
-    rider = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    rider = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
     stale = store.deployments.transition(rider.id, ["pending"], "deploying")  # what a reader saw mid-attach
     _deliver(world)
     assert store.deployments.get(rider.id).status == "ready"
     backend.reject.add(model)  # the server refuses a second load of the same adapter
-    dispatch.refresh(store, backend, cache, settings, stale)
+    lifecycle.refresh(store, cache, backend, settings, stale)
     assert store.deployments.get(rider.id).status == "ready"

@@ -19,7 +19,7 @@ from functions.compute.serving import EndpointState, EndpointStatus
 from functions.core.errors import NotFound, ServiceUnavailable
 from functions.core.models import FineTunedModel, Tenant
 from functions.core.settings import Settings
-from functions.deployments import dispatch, proxy, proxy_errors, redact, routing, service
+from functions.deployments import lifecycle, proxy, proxy_errors, redact, routing, service
 from functions.deployments.routing import Route
 from functions.deployments.service import route_key
 from functions.store.cache import Cache
@@ -225,15 +225,15 @@ def _world() -> tuple[Store, Restarter, Sent, SpyCache, Settings]:
 
 def _host_with_rider(world: Any) -> tuple[Any, Any]:
     store, backend, sent, cache, settings = world
-    host = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())
+    host = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())
     for deployment_id, action in sent.messages:
-        dispatch.handle(store, backend, cache, settings, deployment_id, action)
+        lifecycle.handle(store, cache, backend, settings, deployment_id, action)
     sent.messages.clear()
     backend.servers[host.name] = EndpointState.ready
-    dispatch.refresh(store, backend, cache, settings, store.deployments.get(host.id))
-    rider = service.deploy_fine_tuned(store, sent, cache, settings, Tenant(id="globex"), GLOBEX_FT, service.Sizing())
+    lifecycle.refresh(store, cache, backend, settings, store.deployments.get(host.id))
+    rider = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="globex"), GLOBEX_FT, service.Sizing())
     for deployment_id, action in sent.messages:
-        dispatch.handle(store, backend, cache, settings, deployment_id, action)
+        lifecycle.handle(store, cache, backend, settings, deployment_id, action)
     assert store.deployments.get(rider.id).status == "ready"
     return store.deployments.get(host.id), store.deployments.get(rider.id)
 
@@ -245,7 +245,7 @@ def test_a_restarting_server_shows_on_its_records_and_drops_their_routes_until_i
     backend.restarting = {host.name}  # its server exited; the backend brings it back
     cache.deleted.clear()
     for d in (host, rider):
-        dispatch.refresh(store, backend, cache, settings, d)
+        lifecycle.refresh(store, cache, backend, settings, d)
     host, rider = store.deployments.get(host.id), store.deployments.get(rider.id)
     assert (host.status, rider.status) == ("deploying", "deploying")
     assert host.status_message == rider.status_message == "restarting after exit code -9 (attempt 1 of 3)"
@@ -253,11 +253,11 @@ def test_a_restarting_server_shows_on_its_records_and_drops_their_routes_until_i
     with pytest.raises(ServiceUnavailable, match="restarting after exit code -9"):
         routing.resolve(store, cache, backend, settings, "acme", BASE)  # type: ignore[arg-type]
     store.deployments.col.update_one({"_id": host.id}, {"$set": {"created_at": 0}})  # long past the ready timeout
-    assert dispatch.refresh(store, backend, cache, settings, host).status == "deploying"  # the backend bounds it
+    assert lifecycle.refresh(store, cache, backend, settings, host).status == "deploying"  # the backend bounds it
 
     backend.restarting = set()
     for d in (host, rider):
-        dispatch.refresh(store, backend, cache, settings, store.deployments.get(d.id))
+        lifecycle.refresh(store, cache, backend, settings, store.deployments.get(d.id))
     host, rider = store.deployments.get(host.id), store.deployments.get(rider.id)
     assert (host.status, rider.status) == ("ready", "ready") and host.status_message is None
 
@@ -269,7 +269,7 @@ def test_a_failed_host_tells_another_tenants_rider_nothing_of_the_host() -> None
     backend.servers[host.name] = EndpointState.failed
     store.deployments.col.update_one({"_id": host.id}, {"$set": {"status": "failed", "error": {"code": "deploy_failed",
         "message": "acme's server: the inference server exited with code -9"}}})  # fmt: skip
-    failed = dispatch.refresh(store, backend, cache, settings, rider)
+    failed = lifecycle.refresh(store, cache, backend, settings, rider)
     assert failed.status == "failed" and failed.error["code"] == "host_failed"
     assert "acme" not in failed.error["message"] and "-9" not in failed.error["message"]
 
@@ -280,14 +280,14 @@ def test_deployment_errors_are_redacted_for_their_owner() -> None:
     host, _ = _host_with_rider(world)
     backend.servers[host.name] = EndpointState.failed
     leaky = EndpointStatus(host.name, EndpointState.failed, message=f"died serving {GLOBEX_FT} at 127.0.0.1:4444")
-    failed = dispatch.apply(store, backend, cache, settings, host, leaky)
+    failed = lifecycle.apply(store, cache, backend, settings, host, leaky)
     assert failed.error["message"] == "died serving <another model> at <address>"
 
 
 def test_chat_to_a_model_whose_deployment_failed_says_so_and_a_deleted_one_is_not_found() -> None:
     world = _world()
     store, backend, sent, cache, settings = world
-    made = service.deploy_base(store, sent, cache, settings, Tenant(id="acme"), BASE, service.Sizing())
+    made = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())
     store.deployments.transition(made.id, ["pending"], "failed", error={"code": "x", "message": "exited with code -9"})
     with pytest.raises(ServiceUnavailable) as caught:
         routing.resolve(store, cache, backend, settings, "acme", BASE)  # type: ignore[arg-type]

@@ -20,8 +20,8 @@ def create_deployment(body: DeploymentCreate, caller: CallerDep) -> DeploymentOu
     sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
     made = service.deploy(
         caller.store,
-        caller.queues,
         caller.cache,
+        caller.queues,
         caller.settings,
         caller.tenant,
         body.model,
@@ -42,7 +42,7 @@ def list_deployments(
 @router.get("/{deployment_id}")
 def retrieve_deployment(deployment_id: str, caller: CallerDep) -> DeploymentOut:
     found = service.retrieve(
-        caller.store, caller.serving, caller.cache, caller.settings, caller.client_code, deployment_id
+        caller.store, caller.cache, caller.serving, caller.settings, caller.client_code, deployment_id
     )
     return DeploymentOut.of(found)
 
@@ -51,8 +51,8 @@ def retrieve_deployment(deployment_id: str, caller: CallerDep) -> DeploymentOut:
 def scale_deployment(deployment_id: str, body: DeploymentScale, caller: CallerDep) -> DeploymentOut:
     scaled = service.scale(
         caller.store,
-        caller.serving,
         caller.cache,
+        caller.serving,
         caller.settings,
         caller.client_code,
         deployment_id,
@@ -65,5 +65,5 @@ def scale_deployment(deployment_id: str, body: DeploymentScale, caller: CallerDe
 @router.delete("/{deployment_id}")
 def delete_deployment(deployment_id: str, caller: CallerDep) -> DeploymentOut:
     return DeploymentOut.of(
-        service.delete(caller.store, caller.queues, caller.cache, caller.client_code, deployment_id)
+        service.delete(caller.store, caller.cache, caller.queues, caller.client_code, deployment_id)
     )

@@ -26,6 +26,6 @@ def retrieve_model(model: str, caller: CallerDep) -> ModelOut:
 @router.delete("/{model:path}")
 def delete_model(model: str, caller: CallerDep) -> ModelDeleted:
     deleted = service.delete(
-        caller.store, caller.blobs, caller.queues, caller.cache, caller.settings, caller.client_code, model
+        caller.store, caller.cache, caller.blobs, caller.queues, caller.settings, caller.client_code, model
     )
     return ModelDeleted(id=deleted.id, deleted=True)

@@ -30,13 +30,13 @@ def deploy_base(
     body: SeedBaseDeploy,
     tenant: CurrentTenant,
     store: StoreDep,
-    queues: QueuesDep,
     cache: CacheDep,
+    queues: QueuesDep,
     settings: SettingsDep,
 ) -> SeedDeployOut:
     own_client_code(tenant, body.client_code)
     sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
-    return _out(service.deploy_base(store, queues, cache, settings, tenant, body.model_id, sizing, source="seed"))
+    return _out(service.deploy_base(store, cache, queues, settings, tenant, body.model_id, sizing, source="seed"))
 
 
 @router.post("/deploy/fine_tuned", response_model=SeedDeployOut)
@@ -44,14 +44,14 @@ def deploy_fine_tuned(
     body: SeedFineTunedDeploy,
     tenant: CurrentTenant,
     store: StoreDep,
-    queues: QueuesDep,
     cache: CacheDep,
+    queues: QueuesDep,
     settings: SettingsDep,
 ) -> SeedDeployOut:
     own_client_code(tenant, body.client_code)
     model = resolve_weights(store, tenant.client_code, body.base_model, body.fine_tuned_weights_path)
     sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
-    made = service.deploy_fine_tuned(store, queues, cache, settings, tenant, model.id, sizing, source="seed")
+    made = service.deploy_fine_tuned(store, cache, queues, settings, tenant, model.id, sizing, source="seed")
     return _out(made)
 
 

@@ -9,7 +9,7 @@ from functions.compute.serving import ServingBackend
 from functions.core.models import DeploymentStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
-from functions.deployments.dispatch import refresh
+from functions.deployments.lifecycle import refresh
 from functions.store.cache import Cache
 from functions.store.mongo import Store
 from functions.store.queues import Queues
@@ -18,7 +18,7 @@ D = DeploymentStatus
 
 
 def reconcile_deployments(
-    store: Store, queues: Queues, cache: Cache, backend: ServingBackend, settings: Settings
+    store: Store, cache: Cache, queues: Queues, backend: ServingBackend, settings: Settings
 ) -> dict[str, Any]:
     report: dict[str, Any] = {"deploys_resent": [], "deployments_changed": {}}
     stale = now() - settings.reconcile_stale_seconds
@@ -29,7 +29,7 @@ def reconcile_deployments(
             report["deploys_resent"].append(deployment.id)
     for deployment in store.deployments.in_status([D.deploying.value, D.ready.value, D.deleting.value]):
         try:
-            after = refresh(store, backend, cache, settings, deployment)
+            after = refresh(store, cache, backend, settings, deployment)
         except Exception as exc:  # one backend hiccup must not stop the pass for everyone else
             log("warning", "reconcile: deployment refresh failed", deployment_id=deployment.id, error=str(exc))
             continue

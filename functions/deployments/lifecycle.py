@@ -25,16 +25,16 @@ MOVING = [D.pending.value, D.deploying.value]
 
 
 def handle(
-    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment_id: str, action: str
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, deployment_id: str, action: str
 ) -> None:
     deployment = store.deployments.get(deployment_id)
     if deployment is None:
         log("warning", "dispatch: no such deployment; message dropped", deployment_id=deployment_id)
         return
     if action == "deploy":
-        deploy(store, backend, cache, settings, deployment)
+        deploy(store, cache, backend, settings, deployment)
     elif action == "delete":
-        teardown(store, backend, cache, deployment)
+        teardown(store, cache, backend, deployment)
     else:
         raise ValueError(f"unknown deployment action {action!r}")
 
@@ -56,24 +56,24 @@ def spec_for(deployment: Deployment, settings: Settings) -> ServingSpec:
     )
 
 
-def deploy(store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment) -> None:
+def deploy(store: Store, cache: Cache, backend: ServingBackend, settings: Settings, deployment: Deployment) -> None:
     if deployment.status == D.pending:
         deployment = store.deployments.transition(deployment.id, [D.pending.value], D.deploying.value) or deployment
     if deployment.status != D.deploying:
         return  # redelivered after it moved on
     if not deployment.dedicated:
-        _attach(store, backend, cache, settings, deployment)
+        _attach(store, cache, backend, settings, deployment)
         return
-    status = _create(store, backend, cache, settings, deployment)
+    status = _create(store, cache, backend, settings, deployment)
     if status is None:
         return
-    after = apply(store, backend, cache, settings, deployment, status)
+    after = apply(store, cache, backend, settings, deployment, status)
     if after.status == D.failed:  # failed (timed out, or a reader saw it fail) while we created it: none may linger
         backend.delete(deployment.name)
 
 
 def _create(
-    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, deployment: Deployment
 ) -> EndpointStatus | None:
     """backend.deploy. An error worth another try (throttled, a 5xx, no answer) raises, so SQS redelivers the
     message (or the reconciler's next pass tries again) and the deploy, idempotent by name, resumes. A refusal for
@@ -102,7 +102,7 @@ def _clean_up(backend: ServingBackend, deployment: Deployment) -> None:
         log("warning", "deploy: cleaning up after a refusal failed", deployment_id=deployment.id, error=repr(exc))
 
 
-def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment) -> None:
+def _attach(store: Store, cache: Cache, backend: ServingBackend, settings: Settings, deployment: Deployment) -> None:
     """Load the adapter on the host's server; a host that went away makes this deployment get its own."""
     host = store.deployments.get(deployment.host_id or "")
     if host is None or host.status not in (D.ready, D.deploying):
@@ -110,7 +110,7 @@ def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Setti
             deployment.id, MOVING, dedicated=True, host_id=None, name=f"{deployment.name}-own"[:63]
         )
         if moved is not None:
-            deploy(store, backend, cache, settings, moved)
+            deploy(store, cache, backend, settings, moved)
         return
     if host.status != D.ready:
         return  # the reconciler tries again once the host is ready
@@ -127,32 +127,32 @@ def _attach(store: Store, backend: ServingBackend, cache: Cache, settings: Setti
         _fail(store, cache, deployment, "invalid_adapter", str(exc), expected=[D.deploying.value])
         return
     own = backend.adapter_endpoint(host.name, deployment.model)
-    apply(store, backend, cache, settings, deployment, replace(status, endpoint=own or status.endpoint))
+    apply(store, cache, backend, settings, deployment, replace(status, endpoint=own or status.endpoint))
 
 
 def refresh_quietly(
-    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, deployment: Deployment
 ) -> Deployment:
     """refresh for readers (GET, the proxy): a backend that cannot answer now leaves the record as it was."""
     try:
-        return refresh(store, backend, cache, settings, deployment)
+        return refresh(store, cache, backend, settings, deployment)
     except Exception as exc:  # the reconciler retries; the reader gets the last known state, not a 500
         log("warning", "deployment refresh failed", deployment_id=deployment.id, error=f"{type(exc).__name__}: {exc}")
         return store.deployments.get(deployment.id) or deployment
 
 
 def refresh(
-    store: Store, backend: ServingBackend, cache: Cache, settings: Settings, deployment: Deployment
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, deployment: Deployment
 ) -> Deployment:
     """Ask the backend (or, for a rider, the host's record) and apply what it says; returns the current record."""
     if deployment.status in (D.pending, D.deleted, D.failed):
         return deployment
     if deployment.status == D.deleting:
-        return teardown(store, backend, cache, deployment) or deployment
+        return teardown(store, cache, backend, deployment) or deployment
     if not deployment.dedicated:
         host = store.deployments.get(deployment.host_id or "")
         if host is not None and host.status in (D.deploying, D.ready):
-            host = refresh(store, backend, cache, settings, host)
+            host = refresh(store, cache, backend, settings, host)
         if host is None or (host.status in (D.failed, D.deleted) and not host.dedicated):
             return _fail(store, cache, deployment, "host_lost", "the server hosting this adapter is gone") or deployment
         if host.status == D.failed:
@@ -165,15 +165,15 @@ def refresh(
             invalidate_route(cache, deployment.client_code, deployment.model)
             return moved or store.deployments.get(deployment.id) or deployment
         if deployment.status == D.deploying and host.status == D.ready:
-            _attach(store, backend, cache, settings, deployment)
+            _attach(store, cache, backend, settings, deployment)
         return store.deployments.get(deployment.id) or deployment
-    return apply(store, backend, cache, settings, deployment, backend.status(deployment.name))
+    return apply(store, cache, backend, settings, deployment, backend.status(deployment.name))
 
 
 def apply(
     store: Store,
-    backend: ServingBackend,
     cache: Cache,
+    backend: ServingBackend,
     settings: Settings,
     deployment: Deployment,
     status: EndpointStatus,
@@ -214,7 +214,7 @@ def apply(
         # (idempotent by name): a message lost after the `deploying` write must not leave it hanging.
         if now() - deployment.updated_at > settings.reconcile_stale_seconds:
             store.deployments.update(deployment.id, MOVING)  # touch: once per period
-            _create(store, backend, cache, settings, deployment)
+            _create(store, cache, backend, settings, deployment)
         return store.deployments.get(deployment.id) or deployment
     elif status.state in (EndpointState.failed, EndpointState.missing):
         reason = status.message or "the backend has no such deployment"
@@ -222,7 +222,7 @@ def apply(
     return store.deployments.get(deployment.id) or deployment
 
 
-def teardown(store: Store, backend: ServingBackend, cache: Cache, deployment: Deployment) -> Deployment | None:
+def teardown(store: Store, cache: Cache, backend: ServingBackend, deployment: Deployment) -> Deployment | None:
     if deployment.status != D.deleting:
         return deployment
     if not deployment.dedicated:
