@@ -11,8 +11,18 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from functions.core.backends import BACKENDS, Backend
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "get_serving_backend",
+    "get_training_backend",
+    "reset_training_backends",
+]
 
 if TYPE_CHECKING:
     from functions.compute.base import TrainingBackend
@@ -20,23 +30,6 @@ if TYPE_CHECKING:
     from functions.core.settings import Settings
 
 
-@dataclass(frozen=True)
-class Backend:
-    training: str  # "module:factory", the factory returning a TrainingBackend
-    serving: str  # "module:factory", the factory returning a ServingBackend
-
-
-BACKENDS: dict[str, Backend] = {
-    "local": Backend(
-        "functions.compute.local:create_backend", "functions.compute.local_serving:create_serving_backend"
-    ),
-    # The ray backend trains on a Ray cluster and serves with the local backend's subprocesses.
-    "ray": Backend("functions.compute.ray:create_backend", "functions.compute.local_serving:create_serving_backend"),
-    "eks": Backend("functions.compute.eks:create_backend", "functions.compute.eks:create_serving_backend"),
-    "sagemaker": Backend(
-        "functions.compute.sagemaker:create_backend", "functions.compute.sagemaker_serving:create_serving_backend"
-    ),
-}
 _cache: dict[str, TrainingBackend] = {}
 _serving_cache: dict[str, ServingBackend] = {}
 _cache_lock = threading.Lock()

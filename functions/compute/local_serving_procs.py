@@ -15,9 +15,10 @@ import contextlib
 import logging
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -26,8 +27,25 @@ from functions.compute.serving import ServingSpec
 from functions.core import names
 from functions.core.settings import Settings
 
-if TYPE_CHECKING:
-    from functions.compute.local_serving import LocalServingBackend
+Proc = subprocess.Popen[bytes]
+
+
+class Supervised(Protocol):
+    """What a server's supervisor needs of its backend (functions/compute/local_serving.py implements it)."""
+
+    settings: Settings
+    stopping: threading.Event
+
+    def folder(self, name: str) -> Path: ...
+    def read_state(self, name: str) -> dict[str, Any] | None: ...
+    def owns(self, name: str, proc: Proc) -> bool: ...
+    def headers(self) -> dict[str, str]: ...
+    def notify(self, name: str) -> None: ...
+    def mark_ready(self, name: str, proc: Proc) -> None: ...
+    def record_exit(self, name: str, proc: Proc, code: int, wanted: bool) -> dict[str, Any] | None: ...
+    def restart(self, name: str) -> Proc | None: ...
+    def announce_gone(self, name: str) -> None: ...
+
 
 log = logging.getLogger("functions.compute.local_serving")
 
@@ -116,14 +134,14 @@ def restart_message(restart: dict[str, Any], limit: int) -> str:
     return f"restarting after exit code {restart.get('exit_code')} (attempt {restart.get('attempt')} of {limit})"
 
 
-def supervise(backend: LocalServingBackend, name: str, proc: subprocess.Popen[bytes] | None) -> None:
+def supervise(backend: Supervised, name: str, proc: subprocess.Popen[bytes] | None) -> None:
     """The thread that follows one deployment's server through its starts and restarts until it is gone for good."""
     while proc is not None:
         code = _until_exit(backend, name, proc)
         proc = _after_exit(backend, name, proc, code)
 
 
-def _until_exit(backend: LocalServingBackend, name: str, proc: subprocess.Popen[bytes]) -> int:
+def _until_exit(backend: Supervised, name: str, proc: subprocess.Popen[bytes]) -> int:
     state = backend.read_state(name) or {}
     port, restarting = state.get("port"), bool(state.get("restart"))
     deadline = time.monotonic() + backend.settings.serving_ready_timeout_seconds
@@ -145,7 +163,7 @@ def _until_exit(backend: LocalServingBackend, name: str, proc: subprocess.Popen[
 
 
 def _after_exit(
-    backend: LocalServingBackend, name: str, proc: subprocess.Popen[bytes], code: int
+    backend: Supervised, name: str, proc: subprocess.Popen[bytes], code: int
 ) -> subprocess.Popen[bytes] | None:
     subprocs.signal_group(proc.pid, signal.SIGKILL)  # whatever the server left behind in its group
     settings = backend.settings

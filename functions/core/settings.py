@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from functions.core import names
+from functions.core.backends import BACKENDS  # the table only: no backend module is imported here
 
 MiB = 1024 * 1024
 
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     port: int = 8000
     dfs_base_path: str | None = None
     ray_head_address: str | None = None
-    compute_backend: str = "local"  # a key of functions.compute.BACKENDS (the one registration)
+    compute_backend: str = "local"  # a key of functions.core.backends.BACKENDS (the one registration)
     admin_api_key: SecretStr | None = None
     admin_api_key_secret_arn: str | None = None
     # Secrets Manager values are cached this long per container (functions/core/secrets.py): a rotated admin key
@@ -157,7 +158,6 @@ class Settings(BaseSettings):
     @field_validator("compute_backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        from functions.compute import BACKENDS  # the table only: no backend module is imported here
 
         if value not in BACKENDS:
             raise ValueError(f"unknown compute backend {value!r}; choose one of {sorted(BACKENDS)}")

@@ -16,7 +16,7 @@ from functions.core.models import Deployment, DeploymentStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
 from functions.deployments import faults, redact
-from functions.deployments.service import invalidate_route
+from functions.deployments.route_cache import invalidate_route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
 

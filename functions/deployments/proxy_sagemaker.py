@@ -54,7 +54,8 @@ def _refused(call: Any, exc: Exception, store: Store) -> Exception:
     """The container's answer (ModelError) or SageMaker's refusal, re-shaped; no answer at all is a 502 (the
     operator's log has why)."""
     from functions.compute import sagemaker_invoke
-    from functions.deployments.proxy import UpstreamError, rejected
+    from functions.deployments.proxy_call import rejected
+    from functions.deployments.proxy_errors import UpstreamError
 
     if isinstance(exc, sagemaker_invoke.InvokeError):
         return rejected(call, exc.status_code, exc.body, store)

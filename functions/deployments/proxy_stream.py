@@ -14,7 +14,7 @@ from functions.deployments import proxy_errors
 from functions.store.mongo import Store
 
 if TYPE_CHECKING:
-    from functions.deployments.proxy import Call
+    from functions.deployments.proxy_call import Call
 
 _DONE = b"data: [DONE]"
 

@@ -21,7 +21,7 @@ from functions.core.errors import NotFound, ServiceUnavailable
 from functions.core.models import Deployment, DeploymentStatus
 from functions.core.settings import Settings
 from functions.deployments.lifecycle import refresh_quietly
-from functions.deployments.service import route_key
+from functions.deployments.route_cache import route_key
 from functions.store.cache import Cache
 from functions.store.mongo import Store
 

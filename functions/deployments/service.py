@@ -16,6 +16,8 @@ from functions.core import ids
 from functions.core.errors import Conflict, InvalidRequest, NotFound
 from functions.core.models import Deployment, DeploymentStatus, Tenant
 from functions.core.settings import Settings
+from functions.deployments.lifecycle import apply, refresh_quietly
+from functions.deployments.route_cache import invalidate_route
 from functions.models.artifacts import fine_tuned
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -157,8 +159,6 @@ def retrieve(
     `ready` as soon as the server is."""
     deployment = get(store, client_code, deployment_id)
     if deployment.status in (DeploymentStatus.deploying, DeploymentStatus.deleting):
-        from functions.deployments.lifecycle import refresh_quietly  # dispatch imports this module
-
         deployment = refresh_quietly(store, cache, backend, settings, deployment)
     return deployment
 
@@ -174,7 +174,6 @@ def scale(
     max_replicas: int | None,
 ) -> Deployment:
     """New replica bounds for a live deployment with a server of its own; a bound left out keeps its value."""
-    from functions.deployments.lifecycle import apply  # dispatch imports this module
 
     deployment = get(store, client_code, deployment_id)
     low = deployment.min_replicas if min_replicas is None else min_replicas
@@ -208,11 +207,3 @@ def undeploy_model(store: Store, cache: Cache, queues: Queues, client_code: str,
     return [
         delete(store, cache, queues, client_code, d.id) for d in store.deployments.live_for_model(client_code, model_id)
     ]
-
-
-def route_key(client_code: str, model: str) -> str:
-    return f"route:{client_code}:{ids.hash_key(model)[:32]}"
-
-
-def invalidate_route(cache: Cache, client_code: str, model: str) -> None:
-    cache.delete(route_key(client_code, model))

@@ -1,5 +1,5 @@
-"""One registration per compute backend (functions.compute.BACKENDS): settings accept exactly its names, each entry
-names factories that exist, and nothing about the table imports a backend module before it is chosen."""
+"""One registration per compute backend (functions.core.backends.BACKENDS): settings accept exactly its names, each
+entry names factories that exist, and nothing about the table imports a backend module before it is chosen."""
 
 from __future__ import annotations
 

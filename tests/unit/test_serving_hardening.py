@@ -20,8 +20,8 @@ from functions.core.errors import NotFound, ServiceUnavailable
 from functions.core.models import FineTunedModel, Tenant
 from functions.core.settings import Settings
 from functions.deployments import lifecycle, proxy, proxy_errors, redact, routing, service
+from functions.deployments.route_cache import route_key
 from functions.deployments.routing import Route
-from functions.deployments.service import route_key
 from functions.store.cache import Cache
 from functions.store.mongo import Store
 from tests.unit.test_deployments_logic import BASE, Recorder, Sent
