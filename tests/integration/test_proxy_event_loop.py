@@ -151,15 +151,11 @@ def world(redis_server: Child) -> Iterator[Callable[..., Any]]:
 
         return dependency
 
-    app.dependency_overrides.update(
-        {
-            deps.current_tenant: given(Tenant(id="acme")),
-            deps._store: given(store),
-            deps._cache: given(cache),
-            deps._settings: given(settings),
-            deps.serving_backend: given(SlowBackend(gate)),
-        }
-    )
+    caller = deps.Caller(Tenant(id="acme"))  # the proxy routes take one dependency: the caller with its clients
+    clients = {"store": store, "cache": cache, "settings": settings, "serving": SlowBackend(gate)}
+    caller_type = type("TestCaller", (deps.Caller,), clients)  # class attributes shadow the properties
+    caller.__class__ = caller_type
+    app.dependency_overrides[deps.caller] = given(caller)
     seen: list[dict[str, Any]] = []
 
     def run(scenario: Callable[..., Any]) -> Any:

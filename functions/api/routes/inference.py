@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from functions.api import errors
 from functions.api.context import request_id_var
-from functions.api.deps import CacheDep, CurrentTenant, ServingDep, SettingsDep, StoreDep
+from functions.api.deps import Caller, CallerDep
 from functions.api.schemas import PROXY_ERRORS
 from functions.api.schemas_serving import ChatProxyRequest, CompletionProxyRequest
 from functions.core.errors import DomainError
@@ -50,19 +50,12 @@ UserHeader = Annotated[str | None, Header(alias="X-User-ID")]
 
 
 async def _forward(
-    request: Request,
-    path: str,
-    body: ChatProxyRequest | CompletionProxyRequest,
-    user: str | None,
-    tenant: CurrentTenant,
-    store: StoreDep,
-    cache: CacheDep,
-    backend: ServingDep,
-    settings: SettingsDep,
+    request: Request, path: str, body: ChatProxyRequest | CompletionProxyRequest, user: str | None, caller: Caller
 ) -> Response:
-    route = await routing.resolve_async(store, cache, backend, settings, tenant.client_code, body.model)
+    store, settings = caller.store, caller.settings
+    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, body.model)
     call = proxy.Call(
-        client_code=tenant.client_code,
+        client_code=caller.client_code,
         route=route,
         path=path,
         request_id=request_id_var.get(),
@@ -76,27 +69,13 @@ async def _forward(
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    request: Request,
-    body: ChatProxyRequest,
-    tenant: CurrentTenant,
-    store: StoreDep,
-    cache: CacheDep,
-    backend: ServingDep,
-    settings: SettingsDep,
-    user: UserHeader = None,
+    request: Request, body: ChatProxyRequest, caller: CallerDep, user: UserHeader = None
 ) -> Response:
-    return await _forward(request, "/v1/chat/completions", body, user, tenant, store, cache, backend, settings)
+    return await _forward(request, "/v1/chat/completions", body, user, caller)
 
 
 @router.post("/completions", response_model=None)
 async def completions(
-    request: Request,
-    body: CompletionProxyRequest,
-    tenant: CurrentTenant,
-    store: StoreDep,
-    cache: CacheDep,
-    backend: ServingDep,
-    settings: SettingsDep,
-    user: UserHeader = None,
+    request: Request, body: CompletionProxyRequest, caller: CallerDep, user: UserHeader = None
 ) -> Response:
-    return await _forward(request, "/v1/completions", body, user, tenant, store, cache, backend, settings)
+    return await _forward(request, "/v1/completions", body, user, caller)

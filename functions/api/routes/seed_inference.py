@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Header
 from starlette.responses import Response
 
 from functions.api.context import request_id_var
-from functions.api.deps import CacheDep, CurrentTenant, QueuesDep, ServingDep, SettingsDep, StoreDep, own_client_code
+from functions.api.deps import CallerDep
 from functions.api.routes.inference import ProxyRoute
 from functions.api.schemas import SEED_PROXY_ERRORS
 from functions.api.schemas_serving import SeedBaseDeploy, SeedDeployOut, SeedFineTunedDeploy
@@ -26,33 +26,40 @@ def _out(d: Deployment) -> SeedDeployOut:
 
 
 @router.post("/deploy/base", response_model=SeedDeployOut)
-def deploy_base(
-    body: SeedBaseDeploy,
-    tenant: CurrentTenant,
-    store: StoreDep,
-    cache: CacheDep,
-    queues: QueuesDep,
-    settings: SettingsDep,
-) -> SeedDeployOut:
-    own_client_code(tenant, body.client_code)
-    sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
-    return _out(service.deploy_base(store, cache, queues, settings, tenant, body.model_id, sizing, source="seed"))
+def deploy_base(body: SeedBaseDeploy, caller: CallerDep) -> SeedDeployOut:
+    caller.own(body.client_code)
+    made = service.deploy_base(
+        caller.store,
+        caller.cache,
+        caller.queues,
+        caller.settings,
+        caller.tenant,
+        body.model_id,
+        _sizing(body),
+        source="seed",
+    )
+    return _out(made)
 
 
 @router.post("/deploy/fine_tuned", response_model=SeedDeployOut)
-def deploy_fine_tuned(
-    body: SeedFineTunedDeploy,
-    tenant: CurrentTenant,
-    store: StoreDep,
-    cache: CacheDep,
-    queues: QueuesDep,
-    settings: SettingsDep,
-) -> SeedDeployOut:
-    own_client_code(tenant, body.client_code)
-    model = resolve_weights(store, tenant.client_code, body.base_model, body.fine_tuned_weights_path)
-    sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
-    made = service.deploy_fine_tuned(store, cache, queues, settings, tenant, model.id, sizing, source="seed")
+def deploy_fine_tuned(body: SeedFineTunedDeploy, caller: CallerDep) -> SeedDeployOut:
+    caller.own(body.client_code)
+    model = resolve_weights(caller.store, caller.client_code, body.base_model, body.fine_tuned_weights_path)
+    made = service.deploy_fine_tuned(
+        caller.store,
+        caller.cache,
+        caller.queues,
+        caller.settings,
+        caller.tenant,
+        model.id,
+        _sizing(body),
+        source="seed",
+    )
     return _out(made)
+
+
+def _sizing(body: SeedBaseDeploy | SeedFineTunedDeploy) -> service.Sizing:
+    return service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
 
 
 # The proxy route's answers carry the control plane's overhead, as /v1's do (functions/api/routes/inference.py).
@@ -63,15 +70,12 @@ _proxy = APIRouter(route_class=ProxyRoute)
 async def infer(
     model_name: str,
     body: Annotated[dict[str, Any], Body()],
-    tenant: CurrentTenant,
-    store: StoreDep,
-    cache: CacheDep,
-    backend: ServingDep,
-    settings: SettingsDep,
+    caller: CallerDep,
     user: Annotated[str | None, Header(alias="X-User-ID")] = None,
 ) -> Response:
-    route = await routing.resolve_async(store, cache, backend, settings, tenant.client_code, model_name)
-    call = proxy.Call(tenant.client_code, route, "/predict", request_id_var.get(), user)
+    store, settings = caller.store, caller.settings
+    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, model_name)
+    call = proxy.Call(caller.client_code, route, "/predict", request_id_var.get(), user)
     return await proxy.forward(call, body, store, settings)
 
 
