@@ -2,8 +2,7 @@
 
 A route takes one dependency, not one per client: each dependency a route declares costs FastAPI an analysis when
 the route is built (cold start) and a step per request. `CallerDep` is the authenticated tenant with the process's
-clients (`caller.store`, `caller.queues`, …); `ClientsDep` the clients alone (admin and open routes). The
-per-client dependencies (`StoreDep`, …, `CurrentTenant`) remain for routes that still declare them one by one."""
+clients (`caller.store`, `caller.queues`, …); `ClientsDep` the clients alone (admin and open routes)."""
 
 from __future__ import annotations
 
@@ -34,27 +33,7 @@ async def _settings() -> Settings:
     return get_settings()
 
 
-async def _store() -> Store:
-    return get_store()
-
-
-async def _cache() -> Cache:
-    return get_cache()
-
-
-async def _blobs() -> Blobs:
-    return get_blobs()
-
-
-async def _queues() -> Queues:
-    return get_queues()
-
-
 SettingsDep = Annotated[Settings, Depends(_settings)]
-StoreDep = Annotated[Store, Depends(_store)]
-CacheDep = Annotated[Cache, Depends(_cache)]
-BlobsDep = Annotated[Blobs, Depends(_blobs)]
-QueuesDep = Annotated[Queues, Depends(_queues)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -74,13 +53,6 @@ def _authenticated(
     return tenant
 
 
-async def current_tenant(
-    request: Request, credentials: Credentials, store: StoreDep, cache: CacheDep, settings: SettingsDep
-) -> Tenant:
-    """Inline on the event loop: a Redis hit (or a MongoDB read on a miss) costs less than a thread-pool hop."""
-    return _authenticated(request, credentials, store, cache, settings)
-
-
 def require_admin(request: Request, credentials: Credentials, settings: SettingsDep) -> None:
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else _admin_from_secrets(settings)
     service.authenticate_admin(admin, _token(request, credentials))
@@ -94,14 +66,6 @@ def _admin_from_secrets(settings: Settings) -> str | None:
     return settings.secret(settings.admin_api_key_secret_arn)
 
 
-async def training_backend(settings: SettingsDep) -> TrainingBackend:
-    from functions.compute import get_training_backend
-
-    return get_training_backend(settings)
-
-
-CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
-BackendDep = Annotated[TrainingBackend, Depends(training_backend)]
 Admin = Depends(require_admin)
 
 
@@ -110,15 +74,6 @@ def own_client_code(tenant: Tenant, client_code: str | None) -> str:
     if client_code and client_code != tenant.client_code:
         raise NotFound(f"tenant {client_code!r} not found", param="client_code")
     return tenant.client_code
-
-
-async def serving_backend(settings: SettingsDep) -> ServingBackend:
-    from functions.compute import get_serving_backend
-
-    return get_serving_backend(settings)
-
-
-ServingDep = Annotated[ServingBackend, Depends(serving_backend)]
 
 
 class Clients:
