@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -37,7 +38,6 @@ from functions.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_COMMAND = ("ministudio-train",)
 DEFAULT_RUNS_DIR = "~/.cache/ministudio/runs"
 _EXIT_SHUTDOWN_SECONDS = 10.0  # at interpreter exit the trainer gets at most this long to checkpoint
 _backends: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
@@ -50,14 +50,15 @@ class LocalBackend:
         self,
         settings: Settings | None = None,
         *,
-        command: Sequence[str] = DEFAULT_COMMAND,
+        command: Sequence[str] | None = None,
         runs_dir: str | Path | None = None,
         max_concurrent: int | None = None,
         grace_seconds: float | None = None,
         poll_seconds: float = 1.0,
     ) -> None:
         s = settings or get_settings()
-        self.command = resolve_command(list(command))
+        # Seed 000's FINETUNING_SCRIPT_PATH names the trainer (default `ministudio-train`); tests pass their own.
+        self.command = resolve_command(list(command) if command is not None else shlex.split(s.finetuning_script_path))
         self.runs_dir = Path(runs_dir or s.local_runs_dir or DEFAULT_RUNS_DIR).expanduser()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.max_concurrent = max_concurrent or s.local_max_concurrent_jobs
@@ -110,6 +111,16 @@ class LocalBackend:
                     timer = threading.Timer(self.grace_seconds, kill_if_same, (pid, key))
                     timer.daemon = True
                     timer.start()
+        return self.status(run_name)
+
+    def retry(self, run_name: str) -> RunStatus:
+        """Run an ended, unsuccessful run's trainer again, as a new attempt: it resumes from the last complete
+        checkpoint the earlier attempt left under the job's output. A run alive or succeeded is left as it is."""
+        with self._locked():
+            state = self._read(run_name)
+            if state is not None and local_runs.classify(state) in (RunState.failed, RunState.cancelled):
+                write_json(self._dir(run_name) / "state.json", local_runs.next_attempt(state))
+        self._kick(wait=True)
         return self.status(run_name)
 
     def logs(self, run_name: str, tail: int = 200) -> str:

@@ -7,6 +7,7 @@ that reads a runs dir.
 from __future__ import annotations
 
 import signal
+import time
 from typing import Any
 
 from functions.compute import machine
@@ -43,3 +44,10 @@ def failure(state: dict[str, Any], log_tail: str) -> str:
         head = f"the trainer exited with code {code}"
     tail = log_tail.strip()
     return f"{head}; last output:\n{tail}" if tail else head
+
+
+def next_attempt(state: dict[str, Any]) -> dict[str, Any]:
+    """A queued state for the next attempt of an ended run, with how the earlier ones ended (spec.json is kept)."""
+    ended = {k: state.get(k) for k in ("exit_code", "cancel", "error", "note", "started_at", "ended_at")}
+    previous = [*state.get("previous", []), {"attempt": state.get("attempt", 1), **ended}]
+    return {"seq": time.time_ns(), "submitted_at": time.time(), "attempt": len(previous) + 1, "previous": previous}

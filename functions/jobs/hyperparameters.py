@@ -20,6 +20,7 @@ SPECS: dict[str, tuple[type, float, float, bool, Any]] = {
     "lora_dropout": (float, 0, 0.9, False, 0.05),
     "max_seq_len": (int, 16, 32768, False, 512),
     "validation_split": (float, 0, 0.5, False, 0.0),
+    "checkpoint_steps": (int, 1, 10_000_000, False, 250),  # steps between resumable checkpoints (trainer's hyper.py)
 }
 AUTO_ONLY_OPENAI = ("n_epochs", "batch_size", "learning_rate_multiplier")
 

@@ -2,6 +2,10 @@
 
 progress.json → metrics events and the job's progress/ETA; checkpoints/…/adapter_model.safetensors → a checkpoint;
 result.json (written last, the source of truth) → succeeded | failed | cancelled and the fine-tuned model.
+
+Each start of the trainer on a job is an attempt (a run that died resumes from its checkpoint as attempt n + 1);
+progress.json and result.json carry its number, so an earlier attempt's late files never move the job: progress of a
+newer attempt may restart below the step the dead one reached, and a result of an older attempt is ignored.
 """
 
 from __future__ import annotations
@@ -45,9 +49,15 @@ def _read_json(blobs: Blobs, event: ObjectEvent) -> dict[str, Any]:
     return value
 
 
+def _attempt(record: dict[str, Any] | None) -> int:
+    value = (record or {}).get("attempt")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0  # 0: a trainer without attempts
+
+
 def on_progress(store: Store, job: Job, progress: dict[str, Any]) -> None:
-    step = int(progress.get("step") or 0)
-    if job.status not in ACTIVE or step < int((job.progress or {}).get("step") or 0):
+    step, attempt, current = int(progress.get("step") or 0), _attempt(progress), _attempt(job.progress)
+    behind = attempt < current or (attempt == current and step < int((job.progress or {}).get("step") or 0))
+    if job.status not in ACTIVE or behind:
         return  # late or out-of-order: never move progress backwards
     eta = progress.get("eta_seconds")
     store.jobs.update(
@@ -66,7 +76,8 @@ def on_progress(store: Store, job: Job, progress: dict[str, Any]) -> None:
     message = f"Step {step}/{progress.get('total_steps', '?')}: training loss={_fmt(progress.get('loss'))}"
     if progress.get("eval_loss") is not None:
         message += f", validation loss={_fmt(progress.get('eval_loss'))}"
-    add_event(store, job, f"metrics:{step}", message, data={k: v for k, v in metrics.items() if v is not None})
+    key = f"metrics:{step}" if attempt <= 1 else f"metrics:{attempt}:{step}"  # a resumed attempt redoes a few steps
+    add_event(store, job, key, message, data={k: v for k, v in metrics.items() if v is not None})
 
 
 def _fmt(value: Any) -> str:
@@ -92,6 +103,9 @@ def on_checkpoint(store: Store, job: Job, label: str, uri: str) -> None:
 
 
 def on_result(store: Store, job: Job, result: dict[str, Any], prefix: str) -> Job | None:
+    if _attempt(result) < _attempt(job.progress):
+        log("warning", "status: ignoring the result of an earlier attempt", job_id=job.id, attempt=_attempt(result))
+        return None
     status = result.get("status")
     if status == "succeeded":
         name = fine_tuned_name(job.model, job.client_code, job.suffix, job.id)

@@ -56,6 +56,9 @@ class _Recorder:
         self.client = client
         self.keys: list[str] = []
 
+    def __getattr__(self, name: str) -> Any:  # reads, lists and deletes go straight through
+        return getattr(self.client, name)
+
     def put_object(self, **kwargs: Any) -> Any:
         self.keys.append(kwargs["Key"])
         return self.client.put_object(**kwargs)
@@ -63,6 +66,14 @@ class _Recorder:
     def upload_file(self, filename: str, bucket: str, key: str) -> Any:
         self.keys.append(key)
         return self.client.upload_file(filename, bucket, key)
+
+
+class _NoListing(_Recorder):
+    def get_paginator(self, name: str) -> Any:
+        raise AssertionError(f"the trainer may not list the bucket ({name})")
+
+    def list_objects_v2(self, **kwargs: Any) -> Any:
+        raise AssertionError("the trainer may not list the bucket")
 
 
 def test_s3_dataset_in_and_artifacts_out(tiny_model: Path, tmp_path: Path, s3: Any,
@@ -122,3 +133,54 @@ def test_progress_puts_are_throttled_but_never_lost(tmp_path: Path, s3: Any) -> 
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=PREFIX + "progress.json")["Body"].read())
     metrics = s3.get_object(Bucket=BUCKET, Key=PREFIX + "metrics.jsonl")["Body"].read().decode().splitlines()
     assert stored["step"] == 10 and len(metrics) == 10 and out.puts == 7
+
+
+def test_crashed_s3_run_resumes_from_the_checkpoint_whose_marker_was_written_last(
+    tiny_model: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ministudio_train import batching
+
+    dataset = write_jsonl(tmp_path / "train.jsonl", chat_rows(24))
+    s3.upload_file(str(dataset), BUCKET, "datasets/acme/file-x/train.jsonl")
+    recorder = _NoListing(s3)  # the trainer's role has GetObject and PutObject on its prefix, not ListBucket
+    monkeypatch.setattr(Outputs, "_client", lambda self: recorder)
+    spec = {"job_id": "ftjob-s3test", "tenant": "acme", "model": str(tiny_model),
+            "training_file": f"s3://{BUCKET}/datasets/acme/file-x/train.jsonl",
+            "hyperparameters": {"n_epochs": 2, "batch_size": 4, "validation_split": 0, "checkpoint_steps": 4},
+            "output": f"s3://{BUCKET}/{PREFIX}"}  # fmt: skip
+    # A stale result.json of an earlier attempt must not survive a new one's start
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "result.json", Body=b'{"status": "failed"}')
+    real, calls = batching.forward_loss, []
+
+    def dies_in_step_10(model: Any, batch: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt  # no handler of the trainer catches it: a hard death, nothing more written
+        return real(model, batch)
+
+    # Given a run that died in step 10 (each staging folder is gone with its process)
+    with monkeypatch.context() as mp:
+        mp.setattr(batching, "forward_loss", dies_in_step_10)
+        with pytest.raises(KeyboardInterrupt):
+            main(["--spec-json", json.dumps(spec)])
+    keys = [k.removeprefix(PREFIX) for k in recorder.keys]
+    assert "result.json" not in {o["Key"].removeprefix(PREFIX) for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    for name in ("step-4", "epoch-1", "step-8"):  # every checkpoint's marker is its last object
+        written = [k for k in keys if k.startswith(f"checkpoints/{name}/")]
+        assert written[-1] == f"checkpoints/{name}/COMPLETE" and len(written) > 3
+    # and a half-written newer one: its objects without the marker (even if an index named it)
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "checkpoints/step-9/trainer_state.json", Body=b"{}")
+    index = json.loads(s3.get_object(Bucket=BUCKET, Key=PREFIX + "checkpoints/index.json")["Body"].read())
+    assert sorted(index) == ["epoch-1", "step-4", "step-8"]
+    index["step-9"] = {**index["step-8"], "step": 9}
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "checkpoints/index.json", Body=json.dumps(index).encode())
+
+    # When the trainer starts again
+    assert main(["--spec-json", json.dumps(spec)]) == EXIT_OK
+
+    # Then it went on from step 8, attempt 2
+    result = json.loads(s3.get_object(Bucket=BUCKET, Key=PREFIX + "result.json")["Body"].read())
+    outcome = (result["status"], result["steps"], result["resumed_from"], result["attempt"])
+    assert outcome == ("succeeded", 12, "step-8", 2)
+    metrics = s3.get_object(Bucket=BUCKET, Key=PREFIX + "metrics.jsonl")["Body"].read().decode().splitlines()
+    assert [json.loads(line)["step"] for line in metrics if json.loads(line)["tokens_per_second"]] == list(range(1, 13))

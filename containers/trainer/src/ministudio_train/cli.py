@@ -117,6 +117,7 @@ def execute(
     run = Run(spec, out, stop, log_every)
     base: dict[str, Any] = {"job_id": spec.job_id, "tenant": spec.tenant, "model": spec.model}
     try:
+        out.begin_attempt()  # before anything is reported: progress and result carry the attempt's number
         guard_oom(run, run.prepare)
         guard_oom(run, run.train)
         adapter_uri = run.save_final()
@@ -141,6 +142,7 @@ def execute(
         "eval_loss": st.eval_loss,
         "adapter_uri": adapter_uri,
         "checkpoints": st.checkpoints,
+        "resumed_from": getattr(run, "resumed_from", None),
         "hyperparameters": run.hyper.as_dict(),
         "truncated_examples": run.truncated,
         "train_seconds": round(st.train_seconds, 3),

@@ -24,6 +24,8 @@ HYPERPARAMETERS: dict[str, Any] = {
     "lr_scheduler": "linear",
     # Stops early; for smoke tests and benchmarks, not part of OpenAI's hyperparameters.
     "max_steps": None,
+    # Steps between resumable checkpoints (besides the one at each epoch's end): a run that dies loses at most this.
+    "checkpoint_steps": 250,
 }
 _SCHEDULERS = ("linear", "cosine", "constant")  # train.SCHEDULES maps them to transformers
 
@@ -42,6 +44,7 @@ class Hyper:
     warmup_ratio: float
     lr_scheduler: str
     max_steps: int | None
+    checkpoint_steps: int = HYPERPARAMETERS["checkpoint_steps"]
 
     @property
     def learning_rate(self) -> float:
@@ -127,4 +130,5 @@ def resolve(raw: dict[str, Any], n_train: int | None = None, context_length: int
         warmup_ratio=_number("warmup_ratio", values["warmup_ratio"], float, 0.0, 0.5),
         lr_scheduler=scheduler,
         max_steps=None if max_steps is None else _number("max_steps", max_steps, int, 1, 10_000_000),
+        checkpoint_steps=_number("checkpoint_steps", values["checkpoint_steps"], int, 1, 10_000_000),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from transformers import get_scheduler
 
-from ministudio_train import batching, data, hyper, model
+from ministudio_train import batching, data, hyper, model, resume
 from ministudio_train.errors import Cancelled, TrainError, is_out_of_memory, out_of_memory
 from ministudio_train.outputs import Outputs
 from ministudio_train.spec import JobSpec
@@ -45,6 +46,8 @@ class Run:
     def __init__(self, spec: JobSpec, out: Outputs, stop: Callable[[], bool], log_every: int | None = None) -> None:
         self.spec, self.out, self.stop, self.log_every = spec, out, stop, log_every
         self.state = State()
+        self.position = resume.Position()
+        self.trainers: dict[str, Any] = {}
 
     def _check_stop(self) -> None:
         if self.stop():
@@ -113,14 +116,16 @@ class Run:
             return contextlib.nullcontext()
         return torch.autocast(self.precision.device.type, dtype=self.precision.autocast)
 
-    def _batches(self, examples: list[batching.Encoded], epoch: int, shuffle: bool) -> Iterator[batching.Batch]:
+    def _batches(
+        self, examples: list[batching.Encoded], epoch: int, shuffle: bool, skip: int = 0
+    ) -> Iterator[batching.Batch]:
         bs = self.hyper.batch_size
         steps = (
             batching.plan_steps(len(examples), bs, epoch, self.spec.seed)
             if shuffle
             else [list(range(i, min(i + bs, len(examples)))) for i in range(0, len(examples), bs)]
         )
-        for idx in steps:
+        for idx in steps[skip:]:
             yield batching.collate([examples[i] for i in idx], self.row_tokens, self.pad_id)
 
     def evaluate(self) -> float | None:
@@ -146,13 +151,16 @@ class Run:
         warmup = int(h.warmup_ratio * self.total_steps)
         scheduler = get_scheduler(SCHEDULES[h.lr_scheduler], optimizer, warmup, self.total_steps)
         scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaling else None
+        self.trainers = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+        start = self._resume()
         log_every = self.log_every or max(1, self.total_steps // 200)
         self.model.train()
-        self._report(force=True)
+        self._report(force=True, line=False)
         window_tokens, window_start = 0, time.perf_counter()
-        for epoch in range(1, h.n_epochs + 1):
+        for epoch in range(start.epoch, h.n_epochs + 1):
             st.epoch = epoch
-            for batch in self._batches(self.train_set, epoch, shuffle=True):
+            skip = start.batch if epoch == start.epoch else 0
+            for index, batch in enumerate(self._batches(self.train_set, epoch, True, skip), start=skip + 1):
                 if st.step >= self.total_steps:
                     break
                 self._check_stop()
@@ -176,6 +184,7 @@ class Run:
                 st.trained_tokens += batch.real_tokens
                 st.train_seconds += time.perf_counter() - started
                 window_tokens += batch.real_tokens
+                self.position = resume.Position(epoch, index)
                 if st.step % log_every == 0 or st.step == self.total_steps:
                     elapsed = time.perf_counter() - window_start
                     self._report(
@@ -183,16 +192,31 @@ class Run:
                         lr=float(scheduler.get_last_lr()[0]),
                     )
                     window_tokens, window_start = 0, time.perf_counter()
+                if st.step % h.checkpoint_steps == 0 and index < self.steps_per_epoch and st.step < self.total_steps:
+                    self.checkpoint(f"step-{st.step}")  # not at an epoch's end: that one follows the evaluation
             st.eval_loss = self.evaluate()
             finished_epoch = st.step == epoch * self.steps_per_epoch
+            if finished_epoch:
+                self.position = resume.Position(epoch + 1, 0)
+            self._report(force=True, lr=float(scheduler.get_last_lr()[0]))  # first: the checkpoint keeps its line
             self.checkpoint(f"epoch-{epoch}" if finished_epoch else f"step-{st.step}")
-            self._report(force=True, lr=float(scheduler.get_last_lr()[0]))
             window_tokens, window_start = 0, time.perf_counter()  # eval and checkpoint time is not training speed
             if st.step >= self.total_steps:
                 break
         return st
 
-    def _report(self, tokens_per_second: float | None = None, lr: float | None = None, force: bool = False) -> None:
+    def _resume(self) -> resume.Position:
+        position, self.resumed_from = resume.restore(self)
+        return position
+
+    def _signature(self) -> str:
+        hyperparameters = {k: v for k, v in self.hyper.as_dict().items() if k != "checkpoint_steps"}
+        return resume.signature({"job_id": self.spec.job_id, "seed": self.spec.seed, "model": self.spec.model,
+                                 "n_train": len(self.train_set), "hyperparameters": hyperparameters})  # fmt: skip
+
+    def _report(
+        self, tokens_per_second: float | None = None, lr: float | None = None, force: bool = False, line: bool = True
+    ) -> None:
         st = self.state
         rate = st.step / st.train_seconds if st.train_seconds else None
         eta = (self.total_steps - st.step) / rate if rate else None
@@ -209,8 +233,8 @@ class Run:
             "trained_tokens": st.trained_tokens,
             "eta_seconds": round(eta, 1) if eta is not None else None,
         }
-        line = {k: v for k, v in progress.items() if k not in ("status", "job_id")} if st.step else None
-        self.out.progress(progress, line, force=force)
+        metrics = {k: v for k, v in progress.items() if k not in ("status", "job_id")} if st.step and line else None
+        self.out.progress(progress, metrics, force=force)
         if st.step:
             log.info(
                 "step %d/%d epoch %d loss %.4f tok/s %s",
@@ -222,10 +246,22 @@ class Run:
             )
 
     def checkpoint(self, name: str) -> str:
-        target = self.out.root / "checkpoints" / name
-        model.save_adapter(self.model, self.tokenizer, target, self.spec.model, self._adapter_meta())
-        uri = self.out.save_dir(target, f"checkpoints/{name}")
-        self.state.checkpoints.append(uri)
+        """Written in a temporary folder, completed with its COMPLETE marker, then renamed into place."""
+        st, folder = self.state, self.out.root / "checkpoints"
+        target, tmp = folder / name, folder / f".tmp-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_adapter(self.model, self.tokenizer, tmp, self.spec.model, self._adapter_meta())
+        uri = self.out.uri_of(f"checkpoints/{name}") + ("/" if self.out.remote else "")
+        checkpoints = st.checkpoints if uri in st.checkpoints else [*st.checkpoints, uri]
+        record = {"step": st.step, "epoch": self.position.epoch, "batch": self.position.batch,
+                  "signature": self._signature(), "attempt": self.out.attempt, "loss": st.loss,
+                  "eval_loss": st.eval_loss, "trained_tokens": st.trained_tokens, "train_seconds": st.train_seconds,
+                  "checkpoints": checkpoints}  # fmt: skip
+        resume.save(tmp, record, self.trainers, self.out.root / "metrics.jsonl")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        self.out.save_dir(target, f"checkpoints/{name}")
+        st.checkpoints = checkpoints
         return uri
 
     def save_final(self) -> str:
