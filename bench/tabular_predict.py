@@ -38,7 +38,7 @@ TYPES = ("logistic_regression", "xgboost")
 
 def start_server(store: Path, workdir: Path, redis_url: str | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    argv = [sys.executable, "-m", "ministudio_serve.cli", "--profile", "tabular", "--port", str(port)]
+    argv = [sys.executable, "-m", "ministudio_serve.cli", "--profile", "tabular", "--port", str(port), "--insecure-dev"]
     argv += [
         "--tabular-store",
         str(store),

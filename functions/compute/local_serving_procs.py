@@ -85,6 +85,9 @@ def server_env(settings: Settings) -> dict[str, str]:
         extra["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
     if settings.inference_api_key is not None:
         extra["API_KEY"] = settings.inference_api_key.get_secret_value()  # not on argv: `ps` shows argv to all
+    else:  # `make run` always sets one; without it (a bare test setup) the server is told it is for development
+        log.warning("INFERENCE_API_KEY is not set: local inference servers start without authentication")
+        extra["ALLOW_NO_API_KEY"] = "1"
     # An allow-list, so a server never sees the admin key, database or Redis URLs, or the API's PORT.
     return subprocs.child_env(extra, settings.local_child_env_passthrough)
 

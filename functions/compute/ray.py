@@ -48,13 +48,14 @@ class RayBackend:
         self,
         settings: Settings | None = None,
         *,
-        command: Sequence[str] = DEFAULT_COMMAND,
+        command: Sequence[str] | None = None,
         address: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.address = _dashboard_url(address or self.settings.ray_head_address)
-        self.command = list(command)
+        # Seed 000's FINETUNING_SCRIPT_PATH names the entrypoint (default `ministudio-train`); an explicit command wins.
+        self.command = list(command) if command is not None else shlex.split(self.settings.finetuning_script_path)
         self._client = httpx.Client(
             base_url=self.address, timeout=self.settings.ray_request_timeout_seconds, transport=transport
         )
@@ -92,6 +93,13 @@ class RayBackend:
         return "\n".join(str(response.json().get("logs", "")).splitlines()[-tail:])
 
     def cluster_status(self) -> dict[str, Any]:
+        """Seed 000/001: the cluster's resources, or a stub that says why when the Ray head cannot be reached."""
+        try:
+            return self._cluster_status()
+        except RayBackendError as exc:
+            return unavailable_status(self.name, str(exc), address=self.address)
+
+    def _cluster_status(self) -> dict[str, Any]:
         data = self._request("GET", "/api/cluster_status").json().get("data", {})
         report = (data.get("clusterStatus") or {}).get("loadMetricsReport") or {}
         usage: dict[str, list[float]] = report.get("usage") or {}
@@ -177,6 +185,21 @@ class RayBackend:
             f"the Ray head at {self.address} (RAY_HEAD_ADDRESS) answered {response.status_code} to {method} {path}: "
             f"{text[-1][:500] if text else '(empty body)'}"
         )
+
+
+def unavailable_status(backend: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """Seed 001's stub when the cluster is unavailable: the same keys, unknown capacity, and the reason."""
+    unknown = {"total": None, "available": None}
+    return {
+        "backend": backend,
+        **extra,
+        "available": False,
+        "reason": reason,
+        "cpu": unknown,
+        "memory": {"total_bytes": None, "available_bytes": None},
+        "gpu": unknown,
+        "runs": {"running": [], "queued": []},
+    }
 
 
 def create_backend(settings: Settings) -> RayBackend:

@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     port: int = 8000
     dfs_base_path: str | None = None
     ray_head_address: str | None = None
-    compute_backend: str = "local"  # a key of functions.core.backends.BACKENDS (the one registration)
+    # A key of functions.core.backends.BACKENDS (the one registration). Unset: `ray` when RAY_HEAD_ADDRESS is set
+    # (seed 000: the address alone selects Ray), else `local`.
+    compute_backend: str = "local"
+    # Seed 000's FINETUNING_SCRIPT_PATH: the training entrypoint the local and Ray backends run (a command line).
+    finetuning_script_path: str = Field("ministudio-train", min_length=1)
     admin_api_key: SecretStr | None = None
     admin_api_key_secret_arn: str | None = None
     # Secrets Manager values are cached this long per container (functions/core/secrets.py): a rotated admin key
@@ -162,6 +166,12 @@ class Settings(BaseSettings):
         if value not in BACKENDS:
             raise ValueError(f"unknown compute backend {value!r}; choose one of {sorted(BACKENDS)}")
         return value
+
+    @model_validator(mode="after")
+    def _ray_from_address(self) -> Settings:
+        if "compute_backend" not in self.model_fields_set and self.ray_head_address:
+            self.compute_backend = "ray"
+        return self
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

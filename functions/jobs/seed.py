@@ -3,6 +3,7 @@ the training backend's status as a tenant may see it."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from functions.compute.base import TrainingBackend
@@ -14,6 +15,8 @@ from functions.jobs.service import create_job
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
 from functions.store.queues import Queues
+
+log = logging.getLogger(__name__)
 
 
 def submit(
@@ -48,5 +51,11 @@ def jobs_of(store: Store, client_code: str) -> list[Job]:
 
 
 def cluster_status(store: Store, backend: TrainingBackend, client_code: str) -> dict[str, Any]:
-    """Capacity and run counts for everyone; run ids only of the caller's own jobs."""
-    return cluster.tenant_view(store, client_code, {"backend": backend.name, **backend.cluster_status()})
+    """Capacity and run counts for everyone; run ids only of the caller's own jobs. A backend that cannot answer
+    gives seed 001's stub with the reason (`available: false`), never a 500."""
+    try:
+        status = backend.cluster_status()
+    except Exception as exc:  # any backend: its cluster is unreachable or refused; the reason is for the operator
+        log.warning("cluster status from the %s backend failed: %s", backend.name, exc)
+        status = {"available": False, "reason": str(exc) or type(exc).__name__, "runs": {"running": [], "queued": []}}
+    return cluster.tenant_view(store, client_code, {"backend": backend.name, **status})

@@ -41,9 +41,19 @@ def test_schema_rejects_what_compose_would(compose: dict[str, Any]) -> None:
 
 def test_compose_runs_the_four_services_from_this_repository(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"inference", "redis", "prometheus", "grafana"}
+    assert set(services) == {"inference", "inference-cpu", "tabular", "redis", "prometheus", "grafana"}
     assert services["inference"]["build"]["dockerfile"] == "containers/inference/Dockerfile"
-    assert (REPO_ROOT / services["inference"]["build"]["dockerfile"]).is_file()
+    assert services["inference"]["profiles"] == ["gpu"]  # plain `docker compose up` needs no GPU
+    assert services["inference-cpu"]["build"]["dockerfile"] == "containers/inference/Dockerfile.cpu"
+    assert services["tabular"]["command"] == ["--profile", "tabular"]
+    for name in ("inference", "inference-cpu", "tabular"):
+        assert (REPO_ROOT / services[name]["build"]["dockerfile"]).is_file()
+        assert services[name]["environment"]["API_PORT"] == "8000" and "API_KEY" in services[name]["environment"]
+        assert services[name]["ports"][0].endswith(":8000")
+    no_gpu = [name for name, service in services.items() if "gpu" not in service.get("profiles", [])]
+    assert all(name != "inference" for name in no_gpu)
+    for name in no_gpu:  # the default services depend only on default services
+        assert set(services[name].get("depends_on", [])) <= set(no_gpu)
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
@@ -58,7 +68,8 @@ def test_compose_prometheus_scrapes_the_compose_inference_server() -> None:
     assert inference["file_sd_configs"][0]["files"] == ["/etc/prometheus/targets/*.json"]
     targets = (REPO_ROOT / "monitoring" / "prometheus" / "targets").glob("*.json")
     groups = [group for path in targets for group in json.loads(path.read_text())]
-    assert ["inference:8080"] in [g["targets"] for g in groups]
+    assert ["inference-cpu:8000"] in [g["targets"] for g in groups]
+    assert ["inference:8000"] in [g["targets"] for g in groups]
     assert all("deployment" in g["labels"] for g in groups)
 
 

@@ -232,7 +232,7 @@ def test_api_workers_starts_that_many_server_processes(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in SEED_ENV}
     env.update({"API_WORKERS": "2", "API_PORT": str(port), "MODEL_NAME": str(tmp_path / "no-model"),
                 "PRELOAD_TASK_MODELS": "false", "REQUEST_LOG_PATH": str(tmp_path / "log.sqlite"),
-                "HF_HUB_OFFLINE": "1"})  # fmt: skip
+                "HF_HUB_OFFLINE": "1", "API_KEY": "k"})  # fmt: skip
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

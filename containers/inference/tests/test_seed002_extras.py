@@ -166,7 +166,7 @@ def test_log_file_gets_the_servers_logs_and_request_lines(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in aliases}
     env.update({"API_PORT": str(port), "MODEL_NAME": str(tmp_path / "no-model"), "LOG_FILE": str(log_file),
            "PRELOAD_TASK_MODELS": "false", "REQUEST_LOG_PATH": str(tmp_path / "log.sqlite"),
-           "HF_HUB_OFFLINE": "1"})  # fmt: skip
+           "HF_HUB_OFFLINE": "1", "ALLOW_NO_API_KEY": "1"})  # fmt: skip
     stderr = tmp_path / "stderr.log"
     with stderr.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ministudio_serve.cli"], env=env, stdout=out, stderr=out)

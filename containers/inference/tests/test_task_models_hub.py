@@ -132,3 +132,37 @@ def test_hub_models_unload_on_shutdown(settings_factory, make_engine, hub_dirs):
         assert c.post("/infer", json={"text": "fine", "model": "sentiment"}).status_code == 200
     sentiment = app.state.server.tasks.models["sentiment"]["v1"]
     assert sentiment.model is None and sentiment.tokenizer is None and not sentiment.loaded
+
+
+def test_a_task_model_has_versions_latest_by_default_named_when_named(settings_factory, make_engine, hub_dirs):
+    # Given summarizer v1 (the builtin, on the LLM) and v2 registered from a folder at startup
+    settings = settings_factory(task_model_versions=[f"summarizer:v2={hub_dirs['summarizer']}"])
+    with TestClient(create_app(settings, engine=make_engine())) as client:
+        listed = [m for m in client.get("/models").json()["models"] if m["name"] == "summarizer"]
+        assert [(m["version"], m["latest"]) for m in listed] == [("v1", False), ("v2", True)]
+        assert listed[1]["backing_model"] == str(hub_dirs["summarizer"]) and listed[0]["versions"] == ["v1", "v2"]
+        ask = {"text": "A long text about many things that should become shorter.", "model": "summarizer"}
+        latest = client.post("/infer", json={**ask, "parameters": {"max_length": 5}}).json()
+        assert latest["success"] and latest["model_used"] == "summarizer:v2"
+        assert latest["metadata"]["backing_model"] == str(hub_dirs["summarizer"])
+        named = client.post("/infer", json={**ask, "version": "v1", "parameters": {"max_length": 5}}).json()
+        assert named["success"] and named["model_used"] == "summarizer:v1"
+        missing = client.post("/infer", json={**ask, "version": "v7"})
+        assert missing.status_code == 404 and "v1, v2" in missing.json()["message"]
+
+        # v10 registered at run time from the same folder: the newest by number, not by text
+        added = client.post("/models/summarizer/versions", json={"version": "v10", "path": str(hub_dirs["summarizer"])})
+        assert added.status_code == 201, added.text
+        assert added.json()["latest"] is True and added.json()["versions"] == ["v1", "v2", "v10"]
+        assert client.post("/infer", json=ask).json()["model_used"] == "summarizer:v10"
+        again = client.post("/models/summarizer/versions", json={"version": "v2", "path": "/elsewhere"})
+        assert again.status_code == 409
+        bad = client.post("/models/nosuch/versions", json={"version": "v2", "path": "/elsewhere"})
+        assert bad.status_code == 400
+
+
+def test_task_model_version_entries_are_checked():
+    from ministudio_serve.settings import ServeSettings
+
+    with pytest.raises(ValueError, match="name:version=path"):
+        ServeSettings(task_model_versions=["summarizer=/models/v2"])

@@ -8,9 +8,14 @@ import os
 import sys
 from typing import Any
 
+from ministudio_serve.logs import formatter
 from ministudio_serve.settings import ServeSettings, ServingConfigError
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+log = logging.getLogger("ministudio_serve")
+NO_KEY_MESSAGE = (
+    "ministudio-serve: API_KEY is not set. Seed 002's server requires a key: set API_KEY (or --api-key), "
+    "or pass --insecure-dev (ALLOW_NO_API_KEY=1) to serve without authentication for local development only."
+)
 _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--model", {"help": "catalogue name, model dir, .gguf, s3:// prefix or hub id"}),
     ("--served-model-name", {}),
@@ -21,6 +26,16 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--port", {"type": int}),
     ("--api-key", {}),
     ("--log-level", {}),
+    ("--log-format", {"choices": ["text", "json"], "help": "json: one JSON object a line (seed 003)"}),
+    (
+        "--insecure-dev",
+        {
+            "dest": "allow_no_api_key",
+            "action": "store_const",
+            "const": True,
+            "help": "serve without API_KEY (no authentication): local development only",
+        },
+    ),
     ("--device", {"help": "auto, cpu, cuda, cuda:N (transformers engine)"}),
     ("--dtype", {"help": "auto, float32, bfloat16, float16"}),
     ("--torch-threads", {"type": int}),
@@ -38,6 +53,7 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--request-log", {"help": "SQLite file of the request log"}),
     ("--max-body-bytes", {"type": int}),
     ("--cors-origins", {"nargs": "*"}),
+    ("--task-model-versions", {"nargs": "*", "help": "more task model versions: name:version=path"}),
     ("--tabular-store", {"help": "profile tabular: s3://bucket[/prefix] or a directory for model versions"}),
     ("--redis-url", {"help": "profile tabular: Redis for the prediction cache (unset: no cache)"}),
     ("--mlflow-tracking-uri", {"help": "serve --model (default custom-llm) from this MLflow registry"}),
@@ -51,6 +67,7 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 # API_WORKERS > 1: uvicorn starts each worker from an import string, so the settings travel in this variable.
 WORKER_SETTINGS_ENV = "MINISTUDIO_SERVE_SETTINGS"
+SAGEMAKER_PORT = 8080
 
 
 def parse(argv: list[str] | None = None) -> ServeSettings:
@@ -58,9 +75,12 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
     for flag, options in _FLAGS:
         parser.add_argument(flag, default=None, **options)
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["serve"]:  # SageMaker runs `docker run IMAGE serve`
+    sagemaker = args[:1] == ["serve"]
+    if sagemaker:  # SageMaker runs `docker run IMAGE serve`
         args = args[1:]
     given = {k: v for k, v in vars(parser.parse_args(args)).items() if v is not None}
+    if sagemaker and "port" not in given:
+        given["port"] = SAGEMAKER_PORT  # SageMaker only ever calls 8080, whatever API_PORT the image sets
     try:
         return ServeSettings(**given)
     except ServingConfigError as exc:
@@ -74,7 +94,22 @@ def configure_logging(settings: ServeSettings) -> None:
     if settings.log_file is not None:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(settings.log_file, encoding="utf-8"))
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, handlers=handlers, force=True)
+    for handler in handlers:
+        handler.setFormatter(formatter(settings.log_format))
+    logging.basicConfig(level=settings.log_level, handlers=handlers, force=True)
+
+
+def check_api_key(settings: ServeSettings) -> None:
+    """Seed 002: a key is required. Without one, exit non-zero naming API_KEY, unless --insecure-dev says otherwise."""
+    if settings.api_key:
+        return
+    if not settings.allow_no_api_key:
+        print(NO_KEY_MESSAGE, file=sys.stderr)
+        raise SystemExit(2)
+    log.warning(
+        "INSECURE: no API_KEY and --insecure-dev/ALLOW_NO_API_KEY=1: every route answers without authentication. "
+        "Local development only; never expose this server."
+    )
 
 
 def worker_app() -> Any:
@@ -89,6 +124,7 @@ def worker_app() -> Any:
 def main(argv: list[str] | None = None) -> None:
     settings = parse(argv)
     configure_logging(settings)
+    check_api_key(settings)
     import uvicorn
 
     from ministudio_serve.app import create_app

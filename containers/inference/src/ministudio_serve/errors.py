@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ministudio_serve.engines.adapter_files import AdapterError
-from ministudio_serve.engines.base import EngineError
+from ministudio_serve.engines.base import EngineError, is_out_of_memory, out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_out_of_memory(exc):  # a task model (or any path outside GenerationService) out of GPU memory
+            oom = out_of_memory(exc)
+            log.error("out of GPU memory on %s: %s", request.url.path, exc)
+            return error_response(request.url.path, oom.status, str(oom), request_id_of(request), oom.code)
         log.exception("unhandled error on %s", request.url.path)
         server = getattr(request.app.state, "server", None)
         # Seed 002's DEBUG=true: "detailed error information": the exception's type and message, never a traceback.

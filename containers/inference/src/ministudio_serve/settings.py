@@ -5,7 +5,8 @@ MLFLOW_TRACKING_URI; 003: MAX_BATCH_SIZE, BATCH_TIMEOUT_MS, DEFAULT_MODEL). The 
 process of `make run` must not inherit its parent's.
 
 Seed 002's `serving_config.yaml` (SERVING_CONFIG, `--config`) sits between the environment and the defaults: CLI flags
-> environment > the YAML file > defaults. Its keys are the seed's (SERVING_CONFIG_KEYS); any other key is an error.
+> environment > `.env` (in the working directory) > the YAML file > defaults. Its keys are the seed's
+(SERVING_CONFIG_KEYS); any other key is an error.
 
 CUDA_VISIBLE_DEVICES (seed 002's "GPU device ID") is not a setting: CUDA itself reads it when torch first touches the
 GPU, so the server uses only the devices it names (unset: all; `cuda`/`cuda:0` is the first one it names). /info
@@ -15,6 +16,7 @@ reports them (devices.py).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,7 +101,15 @@ class _ServingConfigSource(PydanticBaseSettingsSource):
 
 class ServeSettings(BaseSettings):
     # Case-sensitive, so the lower-case names (used by CLI flags) never match generic variables such as PORT or HOST.
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True, case_sensitive=True)
+    # `.env` in the working directory is read too (below the environment, above serving_config.yaml).
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=True,
+        env_file=".env",
+        env_file_encoding="utf-8",
+    )
 
     model: str = Field(DEFAULT_MODEL, validation_alias=_env("model", "MODEL_REF", "MODEL_NAME"))
     served_model_name: str | None = Field(None, validation_alias=_env("served_model_name", "SERVED_MODEL_NAME"))
@@ -109,7 +119,11 @@ class ServeSettings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=_env("host", "API_HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("port", "API_PORT"))
     api_key: str | None = Field(None, validation_alias=_env("api_key", "API_KEY"))
+    # Seed 002 requires API_KEY: without one the server refuses to start unless this says it is a local dev server.
+    allow_no_api_key: bool = Field(False, validation_alias=_env("allow_no_api_key", "ALLOW_NO_API_KEY"))
     log_level: str = Field("INFO", validation_alias=_env("log_level", "LOG_LEVEL"))
+    # Seed 003's structured logs: `json` writes one JSON object a line (the images set it); `text` for a terminal.
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("log_format", "LOG_FORMAT"))
 
     device: str = Field("auto", validation_alias=_env("device", "DEVICE"))
     dtype: str = Field("auto", validation_alias=_env("dtype", "DTYPE"))
@@ -143,6 +157,11 @@ class ServeSettings(BaseSettings):
     sentiment_model: str = Field("builtin", validation_alias=_env("sentiment_model", "SENTIMENT_MODEL"))
     generator_model: str = Field("builtin", validation_alias=_env("generator_model", "GENERATOR_MODEL"))
     embedding_model: str = Field("builtin", validation_alias=_env("embedding_model", "EMBEDDING_MODEL"))
+    # More versions of a task model, each `name:version=path` (a folder or hub id), e.g. `summarizer:v2=/models/v2`;
+    # the newest version answers a request that names none (POST /models/{name}/versions adds one at run time).
+    task_model_versions: list[str] = Field(
+        default_factory=list, validation_alias=_env("task_model_versions", "TASK_MODEL_VERSIONS")
+    )
     # False: each task model loads on its first request instead of at startup (tests that never use them).
     preload_task_models: bool = Field(True, validation_alias=_env("preload_task_models", "PRELOAD_TASK_MODELS"))
 
@@ -194,7 +213,7 @@ class ServeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # CLI flags (init kwargs) > environment > serving_config.yaml > defaults.
+        # CLI flags (init kwargs) > environment > .env > serving_config.yaml > defaults.
         return init_settings, env_settings, dotenv_settings, file_secret_settings, _ServingConfigSource(settings_cls)
 
     @field_validator("trusted_hosts")
@@ -205,6 +224,14 @@ class ServeSettings(BaseSettings):
             if not pattern or (pattern != "*" and "*" in rest):
                 raise ValueError(f"trusted host {pattern!r}: `*` is allowed alone or as a leading `*.` only")
         return [pattern.lower() for pattern in value]
+
+    @field_validator("task_model_versions")
+    @classmethod
+    def _version_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.fullmatch(r"[a-z]+:v[0-9]{1,6}=.+", entry.strip()):
+                raise ValueError(f"task model version {entry!r}: expected name:version=path, e.g. summarizer:v2=/m/v2")
+        return value
 
     @field_validator("log_level")
     @classmethod

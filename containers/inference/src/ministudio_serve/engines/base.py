@@ -30,6 +30,26 @@ class EngineUnavailable(EngineError):
     code = "service_unavailable"
 
 
+class OutOfMemory(EngineUnavailable):
+    """The accelerator ran out of memory for this request: a 503 the client may retry (smaller, or later)."""
+
+    code = "out_of_memory"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (a RuntimeError subclass), or a RuntimeError saying "CUDA out of memory"."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
+
+
+def out_of_memory(exc: BaseException) -> OutOfMemory:
+    reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return OutOfMemory(
+        f"The server ran out of GPU memory for this request; retry later or ask for fewer tokens ({reason})"
+    )
+
+
 @dataclass(frozen=True)
 class Sampling:
     max_tokens: int

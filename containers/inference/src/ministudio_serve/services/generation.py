@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ministudio_serve.engines.base import AdapterHandle, Engine, GenerationChunk, GenerationRequest, Sampling
+from ministudio_serve.engines.base import (
+    AdapterHandle,
+    Engine,
+    GenerationChunk,
+    GenerationRequest,
+    Sampling,
+    is_out_of_memory,
+    out_of_memory,
+)
 from ministudio_serve.errors import ApiError
 from ministudio_serve.metrics import Metrics
 from ministudio_serve.middleware import current_user
@@ -133,6 +141,9 @@ class GenerationService:
                 yield chunk
         except Exception as exc:
             status = type(exc).__name__
+            if is_out_of_memory(exc):  # CUDA OOM: a 503 that says so, not a 500
+                status = "out_of_memory"
+                raise out_of_memory(exc) from exc
             raise
         finally:
             self._record(job, started, first, completion, finish, status)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from ministudio_serve.metrics import Metrics
 from ministudio_serve.schemas.seed import InferRequest
 from ministudio_serve.services.embeddings import Embedder
 from ministudio_serve.services.generation import GenerationService
-from ministudio_serve.services.hub_models import HubGenerator, HubSentiment, HubSummarizer
+from ministudio_serve.services.hub_models import HubGenerator, HubModel, HubSentiment, HubSummarizer
 from ministudio_serve.services.task_models import (
     VERSION,
     LLMGenerator,
@@ -78,6 +79,31 @@ class TaskRouter:
         for model in self.all():
             model.gate = self.gate
             self._watch(model)
+        for entry in s.task_model_versions:  # `summarizer:v2=/models/bart-v2`: more versions from folders
+            self.register(*parse_version_entry(entry))
+
+    def register(self, name: str, version: str, path: str) -> TaskModel:
+        """Another version of a task model, loaded from a folder (or hub id) with transformers; the newest version
+        answers when a request names none. Loads at startup (preload) or on its first request."""
+        kinds: dict[str, type[HubModel]] = {
+            "summarizer": HubSummarizer,
+            "sentiment": HubSentiment,
+            "generator": HubGenerator,
+        }
+        if name not in kinds:
+            raise ApiError(400, f"model {name!r} cannot take versions (task models: {', '.join(kinds)})", param="name")
+        if not VERSION_PATTERN.fullmatch(version):
+            raise ApiError(400, f"version {version!r} must look like v2", param="version")
+        if version in self.models[name]:
+            raise ApiError(409, f"model {name} already has version {version}", code="version_exists")
+        s = self.settings
+        model = kinds[name](path, s.device, s.max_batch_size, s.batch_timeout_ms)
+        model.version = version
+        model.gate = self.gate
+        self.models[name][version] = model
+        self._watch(model)
+        log.info("task model %s:%s registered from %s", name, version, path)
+        return model
 
     def _watch(self, model: LoadOnce) -> None:
         self.metrics.watch_task_model(model.name, model.version, lambda: model.loaded, lambda: model.load_seconds)
@@ -114,11 +140,11 @@ class TaskRouter:
                     404, f"model {name} has no version {version!r} (available: {VERSION})", "model_not_found"
                 )
             return LLMGenerator(self.service, self.settings.model_name, self.llm_load_seconds, model=name)
-        chosen = versions.get(version or max(versions))
+        chosen = versions.get(version or max(versions, key=version_key))
         if chosen is None:
             raise ApiError(
                 404,
-                f"model {name} has no version {version!r} (available: {', '.join(sorted(versions))})",
+                f"model {name} has no version {version!r} (available: {', '.join(sorted(versions, key=version_key))})",
                 "model_not_found",
             )
         return chosen
@@ -126,12 +152,14 @@ class TaskRouter:
     def listing(self) -> list[dict[str, Any]]:
         entries = []
         for name, versions in self.models.items():
-            for version, model in versions.items():
+            latest = max(versions, key=version_key)
+            for version, model in sorted(versions.items(), key=lambda kv: version_key(kv[0])):
                 entries.append(
                     {
                         "name": name,
                         "version": version,
-                        "versions": sorted(versions),
+                        "versions": sorted(versions, key=version_key),
+                        "latest": version == latest,
                         "model_type": model.model_type,
                         "backing_model": model.backing,
                         "parameters": sorted(model.params.model_fields),
@@ -146,6 +174,7 @@ class TaskRouter:
                 "name": e.name,
                 "version": e.version,
                 "versions": [e.version],
+                "latest": True,
                 "model_type": "embedding",
                 "backing_model": e.backing,
                 "parameters": ["encoding_format", "dimensions"],
@@ -214,6 +243,23 @@ class TaskRouter:
             "request_id": rid,
             "timestamp": now(),
         }
+
+
+VERSION_PATTERN = re.compile(r"v[0-9]{1,6}")
+
+
+def version_key(version: str) -> tuple[int, str]:
+    """v10 after v9 (not between v1 and v2, as text would sort it)."""
+    return (int(version[1:]), version) if VERSION_PATTERN.fullmatch(version) else (-1, version)
+
+
+def parse_version_entry(entry: str) -> tuple[str, str, str]:
+    """`name:version=path` (TASK_MODEL_VERSIONS / --task-model-versions)."""
+    head, sep, path = entry.partition("=")
+    name, colon, version = head.partition(":")
+    if not (sep and colon and name.strip() and version.strip() and path.strip()):
+        raise ValueError(f"task model version {entry!r}: expected name:version=path, e.g. summarizer:v2=/models/v2")
+    return name.strip(), version.strip(), path.strip()
 
 
 def _ms(seconds: float | None) -> float | None:
