@@ -33,18 +33,6 @@ ROUNDS = int(os.environ.get("BENCH_PROXY_ROUNDS", "300"))
 HEADER = "x-ministudio-overhead-duration-ms"
 
 
-def _tiny_model(folder: Path) -> Path:
-    from ministudio_common import loader
-    from transformers import AutoTokenizer
-
-    from tests.helpers.tiny_models import BASE, tiny_model
-
-    tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
-    tiny_model(len(tokenizer)).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
-
-
 def _measure(
     targets: dict[str, tuple[str, str | None]], body: dict[str, object], warmup: int, rounds: int
 ) -> tuple[list[float], list[float], list[float]]:
@@ -100,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     from functions.core.settings import get_settings
     from functions.local.procs import free_port
     from functions.local.runtime import Platform
+    from tests.helpers.tiny_models import tiny_serving_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
-    model = str(_tiny_model(work / "tiny"))
+    model = str(tiny_serving_model(work / "tiny"))
     os.environ["BASE_MODELS"] = json.dumps([model])
     os.environ["LOCAL_SERVING_DIR"] = str(work / "serving")
     get_settings.cache_clear()

@@ -109,3 +109,15 @@ def save_adapter(path: Path, tokenizer: Any, seed: int, target: list[str] | None
                 param.normal_(0, 0.3)
     peft_model.save_pretrained(str(path))
     return path
+
+
+def tiny_serving_model(folder: Path) -> Path:
+    """A folder `ministudio-serve --model` loads in a blink: the tiny Llama with SmolLM2's real tokenizer (so chat
+    templates and stop tokens behave as with the real model)."""
+    from ministudio_common import loader
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
+    tiny_model(len(tokenizer)).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

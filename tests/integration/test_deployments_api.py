@@ -4,7 +4,6 @@ Llama (SmolLM2's tokenizer), the dispatch worker run as Lambda's event source wo
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,16 @@ from functions.core.models import FineTunedModel
 from functions.core.settings import Settings, get_settings
 from functions.store.mongo import get_store
 from tests.conftest import _drainer
+from tests.helpers.deployments import chat, sse, until
 from tests.helpers.openai_schema import assert_openai
+from tests.helpers.tiny_models import tiny_serving_model
 
 Headers = dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ministudio_common import loader
-    from transformers import AutoTokenizer
-
-    from tests.helpers.tiny_models import BASE, tiny_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
-    tiny_model(len(tokenizer)).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return tiny_serving_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture
@@ -55,26 +47,6 @@ def serving(
     reset_training_backends()  # stops every server this test started
 
 
-def _until(client: TestClient, headers: Headers, deployment_id: str, *states: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/deployments/{deployment_id}", headers=headers).json()
-        if body["status"] in states:
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"deployment {deployment_id} never reached {states}: {body}")
-
-
-def _chat(model: str, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 5, **extra}
-
-
-def _sse(text: str) -> list[Any]:
-    events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    return [json.loads(e) for e in events[:-1]]
-
-
 def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
     client: TestClient, make_tenant: Callable[..., Headers], serving: Callable[[], int], tiny_dir: Path
 ) -> None:
@@ -84,17 +56,17 @@ def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
     assert created.status_code == 200, created.text
     made = created.json()
     assert made["status"] == "pending" and made["object"] == "deployment" and made["name"].startswith("vllm-base-")
-    assert client.post("/v1/chat/completions", json=_chat(model), headers=acme).status_code == 503  # not ready yet
+    assert client.post("/v1/chat/completions", json=chat(model), headers=acme).status_code == 503  # not ready yet
     serving()
-    ready = _until(client, acme, made["id"], "ready", "failed")
+    ready = until(client, acme, made["id"], "ready", "failed")
     assert ready["status"] == "ready", ready["error"]
     assert ready["endpoint"].startswith("http://127.0.0.1:") and ready["ready_replicas"] == 1
 
-    reply = client.post("/v1/chat/completions", json=_chat(model, temperature=0), headers=acme)
+    reply = client.post("/v1/chat/completions", json=chat(model, temperature=0), headers=acme)
     assert reply.status_code == 200, reply.text
     assert_openai("CreateChatCompletionResponse", reply.json())
-    streamed = client.post("/v1/chat/completions", json=_chat(model, temperature=0, stream=True), headers=acme)
-    chunks = _sse(streamed.text)
+    streamed = client.post("/v1/chat/completions", json=chat(model, temperature=0, stream=True), headers=acme)
+    chunks = sse(streamed.text)
     for chunk in chunks:
         assert_openai("CreateChatCompletionStreamResponse", chunk)
     assert not any(c.get("usage") for c in chunks), "usage only when the caller asks for it"
@@ -102,10 +74,10 @@ def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
     assert text == reply.json()["choices"][0]["message"]["content"]
     asked = client.post(
         "/v1/chat/completions",
-        json=_chat(model, stream=True, stream_options={"include_usage": True}),
+        json=chat(model, stream=True, stream_options={"include_usage": True}),
         headers={**acme, "X-User-ID": "end-user-1"},
     )
-    assert _sse(asked.text)[-1]["usage"]["completion_tokens"] >= 1
+    assert sse(asked.text)[-1]["usage"]["completion_tokens"] >= 1
     completion = client.post("/v1/completions", json={"model": model, "prompt": "Once", "max_tokens": 3}, headers=acme)
     assert completion.status_code == 200 and completion.json()["object"] == "text_completion"
 
@@ -117,15 +89,15 @@ def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
     assert logs["data"][1]["user"] == "end-user-1" and logs["data"][1]["stream"] is True
     other = make_tenant("other")
     assert client.get("/v1/usage", headers=other).json()["data"] == []
-    assert client.post("/v1/chat/completions", json=_chat(model), headers=other).status_code == 404
+    assert client.post("/v1/chat/completions", json=chat(model), headers=other).status_code == 404
     assert client.get(f"/v1/deployments/{made['id']}", headers=other).status_code == 404
 
     state = json.loads((Path(get_settings().local_serving_dir or "") / made["name"] / "state.json").read_text())
     deleting = client.delete(f"/v1/deployments/{made['id']}", headers=acme).json()
     assert deleting["status"] == "deleting"
-    assert client.post("/v1/chat/completions", json=_chat(model), headers=acme).status_code == 404
+    assert client.post("/v1/chat/completions", json=chat(model), headers=acme).status_code == 404
     serving()
-    assert _until(client, acme, made["id"], "deleted")["deleted_at"]
+    assert until(client, acme, made["id"], "deleted")["deleted_at"]
     assert process_key(state["pid"]) != state["pid_key"], "the server process is gone"
 
 
@@ -160,32 +132,32 @@ def test_adapters_ride_on_the_base_server_and_a_corrupt_one_fails_alone(
     acme = make_tenant("acme")
     base = client.post("/v1/deployments", json={"model": str(tiny_dir)}, headers=acme).json()
     serving()
-    assert _until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
+    assert until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
     good, bad = _register_adapter(tmp_path, "good"), _register_adapter(tmp_path, "bad", corrupt=True)
 
     rider = client.post("/v1/deployments", json={"model": good}, headers=acme).json()
     broken = client.post("/v1/deployments", json={"model": bad}, headers=acme).json()
     serving()
-    rider = _until(client, acme, rider["id"], "ready", "failed")
+    rider = until(client, acme, rider["id"], "ready", "failed")
     assert rider["status"] == "ready" and rider["shared"] and rider["name"] == base["name"], rider["error"]
     assert rider["adapters"] == [good]
-    broken = _until(client, acme, broken["id"], "ready", "failed")
+    broken = until(client, acme, broken["id"], "ready", "failed")
     assert broken["status"] == "failed" and broken["error"]["code"] == "invalid_adapter", broken
     for model in (good, str(tiny_dir)):  # the server keeps serving the adapter and the base model
-        reply = client.post("/v1/chat/completions", json=_chat(model), headers=acme)
+        reply = client.post("/v1/chat/completions", json=chat(model), headers=acme)
         assert reply.status_code == 200 and reply.json()["model"] == model, reply.text
-    failed_chat = client.post("/v1/chat/completions", json=_chat(bad), headers=acme)  # says that it failed, and why
+    failed_chat = client.post("/v1/chat/completions", json=chat(bad), headers=acme)  # says that it failed, and why
     assert failed_chat.status_code == 503 and failed_chat.json()["error"]["code"] == "deployment_failed"
     assert "Invalid LoRA adapter" in failed_chat.json()["error"]["message"]
 
     # Deleting the base keeps the server while the adapter rides on it; the adapter's deletion releases it.
     client.delete(f"/v1/deployments/{base['id']}", headers=acme)
     serving()
-    assert _until(client, acme, base["id"], "deleted")
-    assert client.post("/v1/chat/completions", json=_chat(good), headers=acme).status_code == 200
+    assert until(client, acme, base["id"], "deleted")
+    assert client.post("/v1/chat/completions", json=chat(good), headers=acme).status_code == 200
     client.delete(f"/v1/deployments/{rider['id']}", headers=acme)
     serving()
-    assert _until(client, acme, rider["id"], "deleted")
+    assert until(client, acme, rider["id"], "deleted")
     assert not (Path(get_settings().local_serving_dir or "") / base["name"]).exists()
 
 
@@ -219,7 +191,7 @@ def test_deploy_requests_are_checked_and_seed_routes_answer_with_seed_shapes(
     assert missing.status_code == 404 and "fine_tuned_weights_path" in missing.json()["error"]
     serving()
     deployment_id = made.json()["deployment_id"]
-    assert _until(client, acme, deployment_id, "ready", "failed")["status"] == "ready"
+    assert until(client, acme, deployment_id, "ready", "failed")["status"] == "ready"
     infer = client.post(
         f"/inference/infer/{tiny_dir}", json={"prompt": "Hi", "max_length": 4}, headers={**acme, "X-User-ID": "u1"}
     )

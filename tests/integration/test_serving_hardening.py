@@ -26,22 +26,15 @@ from functions.core.settings import Settings, get_settings
 from functions.local.procs import free_port
 from functions.store.mongo import get_store
 from tests.conftest import _drainer
+from tests.helpers.deployments import chat, until
+from tests.helpers.tiny_models import tiny_serving_model
 
 Headers = dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ministudio_common import loader
-    from transformers import AutoTokenizer
-
-    from tests.helpers.tiny_models import BASE, tiny_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(loader.resolve(BASE))
-    tiny_model(len(tokenizer)).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return tiny_serving_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture
@@ -67,20 +60,6 @@ def serving(
 
     yield run
     reset_training_backends()  # stops every server this test started
-
-
-def _until(client: TestClient, headers: Headers, deployment_id: str, *states: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/deployments/{deployment_id}", headers=headers).json()
-        if body["status"] in states:
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"deployment {deployment_id} never reached {states}: {body}")
-
-
-def _chat(model: str, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 5, **extra}
 
 
 def _state(name: str) -> dict[str, Any]:
@@ -149,11 +128,11 @@ def test_a_stream_cut_by_a_dying_server_raises_in_the_openai_sdk_with_the_reques
     acme = make_tenant("acme")
     made = client.post("/v1/deployments", json={"model": str(tiny_dir)}, headers=acme).json()
     serving(SERVING_RESTART_LIMIT="0")
-    assert _until(client, acme, made["id"], "ready", "failed")["status"] == "ready"
+    assert until(client, acme, made["id"], "ready", "failed")["status"] == "ready"
     sdk = openai.OpenAI(base_url=f"{live_api}/v1", api_key=acme["Authorization"][7:], max_retries=0, timeout=60)
 
     stream = sdk.chat.completions.create(
-        **_chat(str(tiny_dir), max_tokens=200), stream=True, extra_headers={"X-Request-ID": "req-cut-1"}
+        **chat(str(tiny_dir), max_tokens=200), stream=True, extra_headers={"X-Request-ID": "req-cut-1"}
     )
     received = []
     with pytest.raises(openai.APIError) as caught:
@@ -175,10 +154,10 @@ def test_a_servers_error_answer_reaches_the_caller_in_the_routes_shape_with_its_
     acme = make_tenant("acme")
     made = client.post("/v1/deployments", json={"model": str(tiny_dir)}, headers=acme).json()
     serving()
-    assert _until(client, acme, made["id"], "ready", "failed")["status"] == "ready"
+    assert until(client, acme, made["id"], "ready", "failed")["status"] == "ready"
     asked = {**acme, "X-Request-ID": "req-err-1"}
 
-    too_long = client.post("/v1/chat/completions", json=_chat(str(tiny_dir), max_tokens=5000), headers=asked)
+    too_long = client.post("/v1/chat/completions", json=chat(str(tiny_dir), max_tokens=5000), headers=asked)
     assert too_long.status_code == 400, too_long.text
     error = too_long.json()["error"]
     assert error["request_id"] == "req-err-1" and error["code"] == "context_length_exceeded"
@@ -205,13 +184,13 @@ def test_a_shared_server_that_dies_tells_each_tenant_only_about_its_own_deployme
     acme, globex = make_tenant("acme"), make_tenant("globex")
     base = client.post("/v1/deployments", json={"model": str(tiny_dir)}, headers=acme).json()
     serving(SERVING_RESTART_LIMIT="0")
-    assert _until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
+    assert until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
     theirs = _adapter(tmp_path, "globex", "secret")
     rider = client.post("/v1/deployments", json={"model": theirs}, headers=globex).json()
     serving()
-    rider = _until(client, globex, rider["id"], "ready", "failed")
+    rider = until(client, globex, rider["id"], "ready", "failed")
     assert rider["status"] == "ready" and rider["name"] == base["name"], rider
-    assert client.post("/v1/chat/completions", json=_chat(theirs), headers=globex).status_code == 200
+    assert client.post("/v1/chat/completions", json=chat(theirs), headers=globex).status_code == 200
     port = str(_state(base["name"])["port"])
 
     caplog.set_level(logging.WARNING, logger="functions.compute.local_serving")
@@ -234,9 +213,9 @@ def test_a_shared_server_that_dies_tells_each_tenant_only_about_its_own_deployme
     assert any("last output" in r.getMessage() and theirs in r.getMessage() for r in caplog.records)
 
     for who, model in ((acme, str(tiny_dir)), (globex, theirs)):
-        chat = client.post("/v1/chat/completions", json=_chat(model), headers=who)
-        assert chat.status_code == 503 and chat.json()["error"]["code"] == "deployment_failed", chat.text
-        assert "redeploy" in chat.json()["error"]["message"]
+        answer = client.post("/v1/chat/completions", json=chat(model), headers=who)
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "deployment_failed", answer.text
+        assert "redeploy" in answer.json()["error"]["message"]
 
 
 def test_a_killed_server_restarts_with_its_adapters_then_fails_past_the_limit(
@@ -250,36 +229,36 @@ def test_a_killed_server_restarts_with_its_adapters_then_fails_past_the_limit(
     model = str(tiny_dir)
     base = client.post("/v1/deployments", json={"model": model}, headers=acme).json()
     serving(SERVING_RESTART_LIMIT="1", SERVING_RESTART_BACKOFF_SECONDS="0.5")
-    assert _until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
+    assert until(client, acme, base["id"], "ready", "failed")["status"] == "ready"
     tuned = _adapter(tmp_path, "acme", "mine")
     rider = client.post("/v1/deployments", json={"model": tuned}, headers=acme).json()
     serving()
-    assert _until(client, acme, rider["id"], "ready", "failed")["status"] == "ready"
+    assert until(client, acme, rider["id"], "ready", "failed")["status"] == "ready"
 
     first = _kill(base["name"])
-    restarting = _until(client, acme, base["id"], "deploying", "failed", timeout=5)
+    restarting = until(client, acme, base["id"], "deploying", "failed", timeout=5)
     assert restarting["status"] == "deploying", restarting
     assert restarting["status_message"] == "restarting after exit code -9 (attempt 1 of 1)"
-    chat = client.post("/v1/chat/completions", json=_chat(model), headers=acme)
-    assert chat.status_code == 503 and chat.json()["error"]["code"] == "model_not_ready", chat.text
-    back = _until(client, acme, base["id"], "ready", "failed", timeout=90)
+    answer = client.post("/v1/chat/completions", json=chat(model), headers=acme)
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_not_ready", answer.text
+    back = until(client, acme, base["id"], "ready", "failed", timeout=90)
     assert back["status"] == "ready" and back["status_message"] is None, back
-    assert _until(client, acme, rider["id"], "ready", "failed", timeout=10)["status"] == "ready"
+    assert until(client, acme, rider["id"], "ready", "failed", timeout=10)["status"] == "ready"
     assert _state(base["name"])["pid"] != first["pid"] and _state(base["name"])["adapters"] == [tuned]
     assert f"{tuned}=" in " ".join(_cmdline(_state(base["name"])["pid"])), "the adapter was loaded at start"
     for asked in (model, tuned):
-        reply = client.post("/v1/chat/completions", json=_chat(asked), headers=acme)
+        reply = client.post("/v1/chat/completions", json=chat(asked), headers=acme)
         assert reply.status_code == 200 and reply.json()["model"] == asked, reply.text
 
     _kill(base["name"])  # a second exit in a row: past the limit
-    failed = _until(client, acme, base["id"], "failed", timeout=10)
+    failed = until(client, acme, base["id"], "failed", timeout=10)
     assert failed["error"]["message"] == "the inference server exited with code -9; 1 restart(s) did not bring it back"
-    chat = client.post("/v1/chat/completions", json=_chat(model), headers=acme)
-    assert chat.status_code == 503 and chat.json()["error"]["code"] == "deployment_failed", chat.text
-    message = chat.json()["error"]["message"]
+    answer = client.post("/v1/chat/completions", json=chat(model), headers=acme)
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "deployment_failed", answer.text
+    message = answer.json()["error"]["message"]
     assert message.startswith(f"your deployment {base['id']} of model {model!r} failed: the inference server exited")
     assert message.endswith("redeploy it with POST /v1/deployments")
-    adapter_chat = client.post("/v1/chat/completions", json=_chat(tuned), headers=acme)
+    adapter_chat = client.post("/v1/chat/completions", json=chat(tuned), headers=acme)
     assert adapter_chat.status_code == 503 and "the server hosting this adapter failed" in adapter_chat.text
 
 
