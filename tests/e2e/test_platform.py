@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,16 @@ def test_presigned_post_and_s3_drop_both_register(platform: Platform, wait_for: 
 
 def test_requests_are_logged_to_daily_json_files(platform: Platform) -> None:
     httpx.get(f"{platform.url}/health", headers={"X-Request-ID": "e2e-log-check"})
-    log_files = list(Path(platform.log_dir or "").glob("ministudio-*.jsonl"))
-    assert log_files
-    lines = [json.loads(line) for f in log_files for line in f.read_text().splitlines()]
-    assert any(line.get("request_id") == "e2e-log-check" and line.get("status") == 200 for line in lines)
+
+    def logged() -> bool:  # the access line is written once the answer has gone, so it may trail the answer a bit
+        log_files = list(Path(platform.log_dir or "").glob("ministudio-*.jsonl"))
+        lines = [json.loads(line) for f in log_files for line in f.read_text().splitlines()]
+        return any(line.get("request_id") == "e2e-log-check" and line.get("status") == 200 for line in lines)
+
+    deadline = time.monotonic() + 10
+    while not logged() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged()
 
 
 def test_make_run_entry_point_prints_ready_and_stops_cleanly(tmp_path: Path) -> None:

@@ -52,7 +52,14 @@ def trainer(tmp_path: Path) -> Path:
 
 
 def make_backend(address: str, script: Path, **settings: Any) -> RayBackend:
-    config = {"ray_head_address": address, "ray_entrypoint_num_cpus": 1.0, **settings}
+    # A fresh local head may take longer than the default 10 s for its first submissions when this 2-core machine
+    # is busy (the job agent starts on demand); tests that want a short timeout pass their own.
+    config = {
+        "ray_head_address": address,
+        "ray_entrypoint_num_cpus": 1.0,
+        "ray_request_timeout_seconds": 60,
+        **settings,
+    }
     return RayBackend(Settings(**config), command=[sys.executable, str(script)])
 
 
