@@ -14,13 +14,10 @@ Each ratio compares two loads measured in the same run, on the same engine setti
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -282,19 +279,6 @@ async def main(quick: bool) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer requests and rounds (noisier figures)")
-    # One intra-op thread by default: on the shared 2-core development machine, two threads made a decode step over
-    # 8 rows slower than 8 single-row steps (OpenMP waits on cores other jobs hold). Pass --threads 0 for torch's
-    # default on a dedicated machine.
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
-    args = parser.parse_args()
-    if args.threads:
-        import torch
+    import engine_cli  # bench/engine_cli.py: this script's folder is on sys.path
 
-        torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    code = asyncio.run(main(args.quick))
-    print(f"load average after: {os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s")
-    sys.exit(code)
+    engine_cli.run(main, __doc__, "fewer requests and rounds")

@@ -14,10 +14,7 @@ Two servers in this process, both on the real SmolLM2-135M-Instruct and the pack
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -160,17 +157,6 @@ async def both(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer items (noisier figures)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        import torch
+    import engine_cli  # bench/engine_cli.py: this script's folder is on sys.path
 
-        torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    code = asyncio.run(main(args.quick))
-    print(f"load average after: {os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s")
-    sys.exit(code)
+    engine_cli.run(main, __doc__, "fewer items")

@@ -18,6 +18,7 @@ from functions.local.procs import Child, start_moto, start_redis
 from functions.local.resources import LocalResources, ensure_resources
 from functions.local.sqs_poller import SqsPoller
 from functions.store import blobs, cache, mongo, queues
+from tests.helpers.environ import environ
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -50,16 +51,8 @@ def base_env(moto_server: Child, redis_server: Child) -> Iterator[dict[str, str]
         "ADMIN_API_KEY": ADMIN_KEY,
         "DATABASE_NAME": f"ministudio_test_{uuid.uuid4().hex[:8]}",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
+    with environ(**env):
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from functions.api import errors
+from functions.api import console, errors
 from functions.api.middleware import (
     BodyLimitMiddleware,
     BodyTimeoutMiddleware,
@@ -92,7 +92,8 @@ def _build() -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limits=limit_for)
     app.add_middleware(BodyTimeoutMiddleware, timeout=lambda: get_settings().request_body_timeout_seconds)
     app.add_middleware(HeaderLimitMiddleware)
-    app.add_middleware(RequestContextMiddleware)  # outermost: every answer above carries the request id
+    app.add_middleware(RequestContextMiddleware)  # every answer above carries the request id
+    console.install(app, get_settings())  # /console when built; CORS (outermost) when CONSOLE_ORIGINS is set
     return app
 
 

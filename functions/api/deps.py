@@ -47,9 +47,9 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
 def _authenticated(
     request: Request, credentials: HTTPAuthorizationCredentials | None, store: Store, cache: Cache, settings: Settings
 ) -> Tenant:
-    tenant = service.authenticate(store, cache, settings, _token(request, credentials))
+    # One Redis round trip for a key seen before: the key, its tenant and the rate-limit hit together.
+    tenant = service.authenticate_and_limit(store, cache, settings, _token(request, credentials))
     tenant_var.set(tenant.client_code)
-    service.check_rate_limit(cache, settings, tenant)
     return tenant
 
 

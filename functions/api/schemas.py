@@ -134,7 +134,7 @@ class FileOut(BaseModel):
     bytes: int
     created_at: int
     filename: str
-    purpose: Literal["fine-tune"]
+    purpose: Literal["fine-tune", "fine-tune-results"]
     status: Literal["uploaded", "processed", "error"]
     status_details: str | None = Field(default=None, exclude_if=lambda v: v is None)
     validation: Validation
@@ -152,7 +152,7 @@ class FileOut(BaseModel):
             bytes=d.bytes,
             created_at=d.created_at,
             filename=display_filename(d.filename),  # records stored before names were cleaned show clean too
-            purpose="fine-tune",
+            purpose="fine-tune-results" if d.purpose == "fine-tune-results" else "fine-tune",
             status=openai_status(d.status),
             status_details=details,
             validation=validation,

@@ -41,6 +41,8 @@ class JobCreate(BaseModel):
     seed: int | None = None
     metadata: dict[str, str] | None = None
     integrations: list[dict[str, Any]] | None = None
+    # Mini Studio's extension (the SDK's extra_body): {"workers": N, "gpus_per_worker": G}; default: the model's
+    compute: dict[str, Any] | None = None
 
 
 class JobError(BaseModel):
@@ -71,6 +73,7 @@ class JobOut(BaseModel):
     metadata: dict[str, str] | None
     suffix: str | None = None
     progress: dict[str, Any] | None = None
+    compute: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -95,6 +98,7 @@ class JobOut(BaseModel):
             metadata=job.metadata,
             suffix=job.suffix,
             progress=job.progress,
+            compute=job.compute,
         )
 
 

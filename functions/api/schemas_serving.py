@@ -8,19 +8,30 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from functions.core.models import Deployment, InferenceLog
-from functions.deployments.usage import Usage
+from functions.core.models import Deployment, DeploymentStatus, InferenceLog
+from functions.deployments.public import shown_name
+from functions.deployments.usage import ModelUsage, Usage
 
 
 class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="A base model id, or a fine-tuned `ft:` model of yours (served as a LoRA adapter)")
+    model: str = Field(
+        description="A base model id, a fine-tuned `ft:` model of yours (served as a LoRA adapter), the embedding "
+        "model `sentence-transformers/all-MiniLM-L6-v2`, or `tabular` (seed 004's classical models)"
+    )
     gpu_count: int = 1
     min_replicas: int = 1
     max_replicas: int = 1
     prometheus_threshold: float = 5.0
+    idle_seconds: int | None = Field(
+        None,
+        description="With `min_replicas: 0`: after this many seconds without requests the deployment scales to zero "
+        "(status `idle`) and the next request wakes it (held up to WAKE_TIMEOUT_SECONDS). Default: "
+        "DEPLOYMENT_IDLE_SECONDS (900)",
+    )
     dedicated: bool = Field(False, description="Fine-tuned models: a server of its own instead of sharing one")
 
 
@@ -46,14 +57,22 @@ class DeploymentOut(BaseModel):
     model: str
     base_model: str
     kind: str
-    status: str
-    name: str = Field(description="The backend resource serving it (shared with others for an adapter)")
+    profile: str = Field(description="The server it runs: `llm` (LLM, task models, embeddings) or `tabular`")
+    status: DeploymentStatus = Field(
+        description="pending → deploying → ready | failed → deleting → deleted; `idle`: scaled to zero (min_replicas "
+        "0) after idle_seconds without requests, woken (idle → deploying → ready) by the next request"
+    )
+    name: str = Field(
+        description="The backend resource serving it (shared with others for an adapter; your own "
+        "`vllm-ft-{you}-...` name when the shared server's name would be another tenant's)"
+    )
     shared: bool = Field(description="True when the adapter rides on a server that also serves other deployments")
     endpoint: str | None = Field(description="Where the control plane forwards this model's requests")
     gpu_count: int
     min_replicas: int
     max_replicas: int
     prometheus_threshold: float
+    idle_seconds: int
     replicas: int
     ready_replicas: int
     adapters: list[str]
@@ -77,14 +96,16 @@ class DeploymentOut(BaseModel):
             model=d.model,
             base_model=d.base_model,
             kind=d.kind,
-            status=d.status.value,
-            name=d.name,
+            profile=d.profile,
+            status=d.status,
+            name=shown_name(d),
             shared=not d.dedicated,
             endpoint=where,
             gpu_count=d.gpu_count,
             min_replicas=d.min_replicas,
             max_replicas=d.max_replicas,
             prometheus_threshold=d.prometheus_threshold,
+            idle_seconds=d.idle_seconds,
             replicas=d.replicas,
             ready_replicas=d.ready_replicas,
             adapters=[a for a in d.adapters if _tenant_of(a) == d.client_code],
@@ -101,35 +122,41 @@ def _tenant_of(model_id: str) -> str | None:
     return parts[1] if model_id.startswith("ft:") and len(parts) == 4 else None
 
 
-class ChatProxyRequest(BaseModel):
+class _GenerationProxyRequest(BaseModel):
     """Checked here only as far as routing needs; the inference server validates the rest against OpenAI's spec."""
 
     model_config = ConfigDict(extra="allow")
 
     model: str
-    messages: list[dict[str, Any]]
     stream: bool | None = False
     user: str | None = Field(None, max_length=256)  # stored in the usage log, like X-User-ID: same cap
 
 
-class CompletionProxyRequest(BaseModel):
+class ChatProxyRequest(_GenerationProxyRequest):
+    messages: list[dict[str, Any]]
+
+
+class CompletionProxyRequest(_GenerationProxyRequest):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+class EmbeddingProxyRequest(BaseModel):
+    """OpenAI's CreateEmbeddingRequest, checked as far as routing needs; the server checks the rest."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str
-    prompt: str | list[str] | list[int] | list[list[int]]
-    stream: bool | None = False
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
     user: str | None = Field(None, max_length=256)  # stored in the usage log, like X-User-ID: same cap
 
 
-class UsageRow(BaseModel):
+@pydantic_dataclass(frozen=True)
+class UsageRow(ModelUsage):
+    """One model's totals (`ModelUsage`, the service's row) as /v1/usage shows it."""
+
     object: Literal["usage.model"] = "usage.model"
-    model: str
-    requests: int
-    errors: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    average_latency_ms: float
 
 
 class UsageOut(BaseModel):

@@ -19,6 +19,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also start Prometheus scraping the API and inference servers (default: LOCAL_PROMETHEUS)",
     )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="empty the data directory first (MINISTUDIO_DATA_DIR, default .ministudio/data): start from nothing",
+    )
     jobs = sub.add_parser("jobs", help="fine-tuning jobs").add_subparsers(dest="action", required=True)
     create = jobs.add_parser("create", help="upload a JSONL file (or name a file id) and start a job")
     create.add_argument("training", help="a .jsonl path or a file id")
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from functions.local.runtime import main as run_main
 
-        run_main(args.port, prometheus=args.prometheus)
+        run_main(args.port, prometheus=args.prometheus, fresh=args.fresh)
         return 0
     from functions.cli import jobs
 

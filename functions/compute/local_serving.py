@@ -26,6 +26,8 @@ import httpx
 
 from functions.compute import local_serving_procs as procs
 from functions.compute import machine, subprocs
+from functions.compute.local_serving_standby import Standby
+from functions.compute.local_serving_zero import SleepsAndWakes, idle_status
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, EndpointStatus, ServingSpec
 from functions.core.settings import Settings, get_settings
 
@@ -38,7 +40,7 @@ Proc = subprocess.Popen[bytes]
 Listener = Callable[["LocalServingBackend", str], None]
 
 
-class LocalServingBackend:
+class LocalServingBackend(SleepsAndWakes):  # sleep, wake, mark_ready, record_error: scale to zero
     name = "local"
 
     def __init__(self, settings: Settings | None = None, *, command: tuple[str, ...] = DEFAULT_COMMAND) -> None:
@@ -53,6 +55,7 @@ class LocalServingBackend:
         self._procs: dict[str, Proc] = {}
         # One long-lived thread forks every server, so PDEATHSIG is tied to it and not to a short-lived caller.
         self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-serving")
+        self.standby = Standby(self.dir) if s.local_serving_standby and command == DEFAULT_COMMAND else None
         _backends.add(self)
 
     # --- the protocol ---------------------------------------------------------------------------------------
@@ -77,6 +80,8 @@ class LocalServingBackend:
             return EndpointStatus(name, EndpointState.missing)
         endpoint = Endpoint(kind="http", url=f"http://127.0.0.1:{state['port']}")
         adapters = tuple(state.get("adapters", ()))
+        if state.get("asleep"):
+            return idle_status(name, endpoint, adapters)
         pid = str(state.get("pid")) if state.get("pid") is not None else None
         restart = state.get("restart")
         why_restarting = procs.restart_message(restart, self.settings.serving_restart_limit) if restart else None
@@ -187,14 +192,6 @@ class LocalServingBackend:
             except Exception:  # a listener's failure must not stop the supervisor; the reconciler catches up
                 log.exception("local serving: a listener failed on the news about %s", name)
 
-    def mark_ready(self, name: str, proc: Proc) -> None:
-        def ready(state: dict[str, Any]) -> None:
-            if state.get("pid") == proc.pid:
-                state.update(ready_once=True, ready_since=time.time())
-                state.pop("restart", None)
-
-        self._change(name, ready)
-
     def record_exit(self, name: str, proc: Proc, code: int, wanted: bool) -> dict[str, Any] | None:
         """Write the exit into the state and decide on a restart (`restart` in the state); None when the state is
         gone or belongs to another process."""
@@ -255,7 +252,8 @@ class LocalServingBackend:
             self.command, spec, state["port"], folder, self.threads, procs.adapter_source(self.settings)
         )
         try:
-            proc = procs.start(argv, folder, procs.server_env(self.settings))
+            taken = self.standby.take(argv, folder) if self.standby else None  # its imports are done
+            proc = taken or procs.start(argv, folder, procs.server_env(self.settings))
         except (OSError, subprocess.SubprocessError) as exc:
             state.update(exit_code=127, error=f"could not start {argv[0]!r}: {exc}")
             subprocs.write_json(folder / "state.json", state)

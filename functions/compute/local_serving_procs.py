@@ -42,6 +42,7 @@ class Supervised(Protocol):
     def headers(self) -> dict[str, str]: ...
     def notify(self, name: str) -> None: ...
     def mark_ready(self, name: str, proc: Proc) -> None: ...
+    def record_error(self, name: str, proc: Proc, message: str) -> None: ...
     def record_exit(self, name: str, proc: Proc, code: int, wanted: bool) -> dict[str, Any] | None: ...
     def restart(self, name: str) -> Proc | None: ...
     def announce_gone(self, name: str) -> None: ...
@@ -55,6 +56,18 @@ _LOG_TAIL_LINES = 40
 
 
 def server_argv(command: list[str], spec: ServingSpec, port: int, folder: Path, threads: int, source: str) -> list[str]:
+    if spec.profile == "tabular":  # seed 004's classical models: versions in the artifacts bucket (server_env)
+        return [
+            *command,
+            "--profile",
+            "tabular",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--request-log",
+            str(folder / "requests.sqlite"),
+        ]
     argv = [
         *command,
         "--model",
@@ -80,7 +93,12 @@ def server_argv(command: list[str], spec: ServingSpec, port: int, folder: Path, 
 
 
 def server_env(settings: Settings) -> dict[str, str]:
-    extra = {"PYTHONUNBUFFERED": "1", "AWS_REGION": settings.aws_region}
+    # The artifacts bucket: where a tabular server keeps its tenants' model versions (`tabular/{tenant}/...`).
+    extra = {
+        "PYTHONUNBUFFERED": "1",
+        "AWS_REGION": settings.aws_region,
+        "ARTIFACTS_BUCKET_NAME": settings.artifacts_bucket,
+    }
     if settings.aws_endpoint_url:
         extra["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
     if settings.inference_api_key is not None:
@@ -146,7 +164,7 @@ def supervise(backend: Supervised, name: str, proc: subprocess.Popen[bytes] | No
 
 def _until_exit(backend: Supervised, name: str, proc: subprocess.Popen[bytes]) -> int:
     state = backend.read_state(name) or {}
-    port, restarting = state.get("port"), bool(state.get("restart"))
+    port, restarting, waking = state.get("port"), bool(state.get("restart")), bool(state.get("waking"))
     deadline = time.monotonic() + backend.settings.serving_ready_timeout_seconds
     while port is not None and backend.owns(name, proc):
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -156,9 +174,13 @@ def _until_exit(backend: Supervised, name: str, proc: subprocess.Popen[bytes]) -
             backend.mark_ready(name, proc)
             backend.notify(name)
             break
-        if restarting and (broken or time.monotonic() > deadline):
+        if (restarting or waking) and (broken or time.monotonic() > deadline):
             # A restart that cannot load (or never gets ready) is a failed attempt: end it, the next one follows.
-            log.warning("local serving: restarted server of %s is not coming up (%s); stopping it", name, detail)
+            # A wake-up from idle that cannot load fails its deployment with the reason (no restart follows).
+            log.warning("local serving: server of %s is not coming up (%s); stopping it", name, detail)
+            if waking:
+                why = detail if broken else "not ready in time"
+                backend.record_error(name, proc, f"the inference server could not start: {why}")
             subprocs.signal_group(proc.pid, signal.SIGKILL)
         elif broken or time.monotonic() > deadline:
             break  # a first start that cannot load stays as it is: the deployment's timeout decides

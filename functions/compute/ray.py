@@ -8,6 +8,8 @@ a KubeRay head service. Behaviour checked against Ray 2.60:
 - `POST /api/jobs/{id}/stop` sends SIGTERM to the entrypoint's process tree and SIGKILL after
   `RAY_JOB_STOP_WAIT_TIME_S`, read from the job's own runtime_env: each job carries `cancel_grace_seconds` there so
   the trainer has time to checkpoint (Ray's default is 3 s);
+- a job with `compute.workers` > 1 (or several GPUs) runs the same entrypoint, which becomes the Ray Train driver
+  (ministudio_train/distributed.py): it joins this cluster and Ray places its workers;
 - `GET /api/cluster_status` reports logical resources as `[used, total]` once the autoscaler monitor has written
   them (a few seconds after the head starts); before that the totals come from `GET /nodes?view=summary`.
 """
@@ -141,8 +143,12 @@ class RayBackend:
             "metadata": {"job_id": spec.job_id, "tenant": spec.tenant},
             "entrypoint_num_cpus": s.ray_entrypoint_num_cpus,
         }
-        if s.ray_entrypoint_num_gpus:
-            body["entrypoint_num_gpus"] = s.ray_entrypoint_num_gpus
+        # One trainer process holds its GPUs itself; a distributed job's entrypoint is the Ray Train driver, which
+        # holds none: its TorchTrainer asks Ray for a GPU (and CPUs) per training worker.
+        compute = spec.effective_compute
+        gpus = 0 if compute.distributed else max(s.ray_entrypoint_num_gpus, compute.gpus_per_worker)
+        if gpus:
+            body["entrypoint_num_gpus"] = gpus
         return body
 
     def _job(self, run_name: str) -> dict[str, Any] | None:

@@ -176,7 +176,8 @@ class SageMakerTrainingBackend:
             "OutputDataConfig": {"S3OutputPath": output},  # SageMaker adds {job}/output/model.tar.gz (the adapter)
             "ResourceConfig": {
                 "InstanceType": s.sagemaker_training_instance_type,
-                "InstanceCount": 1,
+                # N instances: the trainer on each runs torch's launcher over SageMaker's host list (its launcher.py)
+                "InstanceCount": spec.effective_compute.workers,
                 "VolumeSizeInGB": TRAINING_VOLUME_GB,
             },
             "StoppingCondition": stopping,

@@ -33,10 +33,14 @@ def _runtime_client(settings: Settings | None) -> Any:
         return client
 
 
-def _invoke_params(endpoint: Endpoint, body: bytes, content_type: str) -> dict[str, Any]:
+def _invoke_params(
+    endpoint: Endpoint, body: bytes, content_type: str, custom_attributes: str | None = None
+) -> dict[str, Any]:
     if endpoint.kind != "sagemaker" or not endpoint.target:
         raise ValueError(f"not a SageMaker endpoint: {endpoint}")
     params: dict[str, Any] = {"EndpointName": endpoint.target, "Body": body, "ContentType": content_type}
+    if custom_attributes:  # the server's route for a seed request (ministudio_serve/sagemaker_routes.py)
+        params["CustomAttributes"] = custom_attributes
     if endpoint.component:
         params["InferenceComponentName"] = endpoint.component
     return params
@@ -59,11 +63,12 @@ def invoke(
     *,
     settings: Settings | None = None,
     client: Any = None,
+    custom_attributes: str | None = None,
 ) -> bytes:
     """One request to `/invocations` through SageMaker's runtime; the answer's bytes as the server sent them."""
     from botocore.exceptions import ClientError
 
-    params = _invoke_params(endpoint, body, content_type)
+    params = _invoke_params(endpoint, body, content_type, custom_attributes)
     runtime = client or _runtime_client(settings)
     try:
         response = runtime.invoke_endpoint(**params, Accept="application/json")

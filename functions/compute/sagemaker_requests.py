@@ -61,8 +61,21 @@ def adapter_source(settings: Settings) -> str:
     return f"s3://{settings.artifacts_bucket}/{names.ARTIFACTS_PREFIX}{{tenant}}/{{job_id}}/adapter/"
 
 
+# SageMaker reaches the container only through InvokeEndpoint, which IAM authorizes (the control plane's role): that
+# is the server key there (a bearer header cannot travel through InvokeEndpoint), and the server says so at start.
+NO_KEY = {"ALLOW_NO_API_KEY": "1"}
+
+
 def container_env(settings: Settings, spec: ServingSpec) -> dict[str, str]:
+    if spec.profile == "tabular":  # seed 004's classical models: versions under the artifacts bucket, no LLM
+        return {
+            **NO_KEY,
+            "SERVE_PROFILE": "tabular",
+            "ARTIFACTS_BUCKET_NAME": settings.artifacts_bucket,
+            "AWS_REGION": settings.aws_region,
+        }
     env = {
+        **NO_KEY,
         "MODEL_REF": spec.model,
         "MAX_LORAS": str(spec.max_loras),
         "ADAPTER_SOURCE": adapter_source(settings),
@@ -96,22 +109,32 @@ def base_component_request(settings: Settings, name: str, tags: dict[str, str]) 
             },
             "ComputeResourceRequirements": resources,
         },
-        "RuntimeConfig": {"CopyCount": int(tags.get(TAG + "min-replicas", "1"))},
+        # At least one copy at first, even where the range allows zero: the first rollout proves the model serves.
+        "RuntimeConfig": {"CopyCount": max(1, int(tags.get(TAG + "min-replicas", "1")))},
     }
 
 
-def endpoint_config(settings: Settings, name: str, max_instances: int, tags: list[dict[str, str]]) -> dict[str, Any]:
+def endpoint_config(
+    settings: Settings, name: str, max_instances: int, tags: list[dict[str, str]], profile: str = "llm"
+) -> dict[str, Any]:
+    """`profile` tabular (seed 004's classical models) runs on a CPU instance type, the LLM profile on a GPU one."""
+    instance_type = (
+        settings.sagemaker_cpu_inference_instance_type
+        if profile == "tabular"
+        else settings.sagemaker_inference_instance_type
+    )
     request: dict[str, Any] = {
         "EndpointConfigName": config_name(name, max_instances),
         "ExecutionRoleArn": require(settings.sagemaker_execution_role_arn, "SAGEMAKER_EXECUTION_ROLE_ARN"),
         "ProductionVariants": [
             {
                 "VariantName": VARIANT,
-                "InstanceType": settings.sagemaker_inference_instance_type,
+                "InstanceType": instance_type,
                 "InitialInstanceCount": 1,
                 "ManagedInstanceScaling": {
                     "Status": "ENABLED",
-                    "MinInstanceCount": 1,
+                    # Zero where the deployment may sleep: its instances go when its copies have (sagemaker_zero.py).
+                    "MinInstanceCount": 0 if {"Key": TAG + "min-replicas", "Value": "0"} in tags else 1,
                     "MaxInstanceCount": max_instances,  # one copy needs at most one instance
                 },
                 "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
@@ -146,7 +169,8 @@ def spec_tags(spec: ServingSpec) -> dict[str, str]:
         TAG + "deployment-id": spec.deployment_id,
         TAG + "tenant": spec.tenant,
         TAG + "model": spec.model,
-        TAG + "gpu-count": str(spec.gpu_count),
+        TAG + "gpu-count": "0" if spec.profile == "tabular" else str(spec.gpu_count),
+        TAG + "profile": spec.profile,
         TAG + "min-replicas": str(spec.min_replicas),
         TAG + "max-replicas": str(spec.max_replicas),
         TAG + "target-concurrency": f"{spec.prometheus_threshold:g}",
@@ -154,6 +178,6 @@ def spec_tags(spec: ServingSpec) -> dict[str, str]:
 
 
 def check_range(low: int, high: int) -> None:
-    # Target tracking cannot scale a component out of zero copies: the sagemaker backend keeps at least one.
-    if not 1 <= low <= high:
-        raise ValueError(f"replicas must satisfy 1 <= min <= max on SageMaker, got {low}..{high}")
+    # min 0: target tracking scales in to zero copies, a step policy on an alarm scales out (sagemaker_zero.py).
+    if not 0 <= low <= high or high < 1:
+        raise ValueError(f"replicas must satisfy 0 <= min <= max, max >= 1 on SageMaker, got {low}..{high}")

@@ -22,18 +22,16 @@ from __future__ import annotations
 from typing import Any
 
 from functions.compute import sagemaker_requests as requests
+from functions.compute import sagemaker_zero as zero
 from functions.compute.sagemaker_client import (
     Clients,
     SageMakerBackendError,
     create,
     delete,
     describe,
-    error_code,
-    error_message,
     require,
 )
 from functions.compute.sagemaker_requests import (
-    SCALABLE_DIMENSION,
     TAG,
     adapter_archive,
     adapter_component,
@@ -91,7 +89,7 @@ class SageMakerServingBackend:
             },
             Tags=tags,
         )
-        self._create_config(name, spec.max_replicas, tags)
+        self._create_config(name, spec.max_replicas, tags, spec.profile)
         self._create(
             "CreateEndpoint",
             sm.create_endpoint,
@@ -110,7 +108,7 @@ class SageMakerServingBackend:
         base = components.pop(base_component(name), None)
         if endpoint["EndpointStatus"] == "InService":
             if TAG + "deleting" in tags:
-                return self._finish_delete(name, endpoint, base, components)
+                return self._finish_delete(name, endpoint, base, components, tags)
             base = self._converge(name, endpoint, tags, base)
         return self._status(name, endpoint, base, components)
 
@@ -161,6 +159,7 @@ class SageMakerServingBackend:
                 {"Key": TAG + "tenant", "Value": adapter.tenant},
             ],
         )
+        zero.watch_adapter(self.client, name, component, self._tags(current.backend_id or ""))  # wakes from zero
         return self.status(name)
 
     def adapter_endpoint(self, name: str, model_id: str) -> Endpoint | None:
@@ -187,27 +186,26 @@ class SageMakerServingBackend:
         low, high = int(tags.get(TAG + "min-replicas", "1")), int(tags.get(TAG + "max-replicas", "1"))
         wanted = f"{low}-{high}"
         if base.get("InferenceComponentStatus") == "InService" and tags.get(TAG + "scaling") != wanted:
-            self._autoscale(name, low, high, float(tags.get(TAG + "target-concurrency", "5")))
+            zero.autoscale(self.client, name, low, high, float(tags.get(TAG + "target-concurrency", "5")))
             sm.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": TAG + "scaling", "Value": wanted}])
         variants: list[dict[str, Any]] = endpoint.get("ProductionVariants") or [{}]
         bounds = variants[0].get("ManagedInstanceScaling") or {}
         if bounds.get("MaxInstanceCount") not in (None, high):
-            self._create_config(name, high, [])
+            self._create_config(name, high, [], tags.get(TAG + "profile", "llm"))
             sm.update_endpoint(EndpointName=name, EndpointConfigName=config_name(name, high))
         return base
 
-    def _autoscale(self, name: str, low: int, high: int, target: float) -> None:
-        target_request, policy_request = requests.scaling(name, low, high, target)
-        scaling = self.client("application-autoscaling")
-        scaling.register_scalable_target(**target_request)
-        scaling.put_scaling_policy(**policy_request)
-
-    def _create_config(self, name: str, max_instances: int, tags: list[dict[str, str]]) -> None:
-        request = requests.endpoint_config(self.settings, name, max_instances, tags)
+    def _create_config(self, name: str, max_instances: int, tags: list[dict[str, str]], profile: str) -> None:
+        request = requests.endpoint_config(self.settings, name, max_instances, tags, profile)
         create("CreateEndpointConfig", self.client("sagemaker").create_endpoint_config, **request)
 
     def _finish_delete(
-        self, name: str, endpoint: dict[str, Any], base: dict[str, Any] | None, adapters: dict[str, dict[str, Any]]
+        self,
+        name: str,
+        endpoint: dict[str, Any],
+        base: dict[str, Any] | None,
+        adapters: dict[str, dict[str, Any]],
+        tags: dict[str, str] | None = None,
     ) -> EndpointStatus:
         """Adapters first (they live on the base's copies), then the base, then the endpoint once none is left."""
         if adapters:
@@ -216,7 +214,7 @@ class SageMakerServingBackend:
                     self._delete("DeleteInferenceComponent", InferenceComponentName=component)
         elif base is not None:
             if base.get("InferenceComponentStatus") != "Deleting":
-                self._deregister(name)
+                zero.release(self.client, name, tags)  # its scaling, and its scale-from-zero alarms
                 self._delete("DeleteInferenceComponent", InferenceComponentName=base_component(name))
         else:
             self._delete("DeleteEndpoint", EndpointName=name)
@@ -231,19 +229,6 @@ class SageMakerServingBackend:
             if config.startswith(prefix):
                 self._delete("DeleteEndpointConfig", EndpointConfigName=config)
         self._delete("DeleteModel", ModelName=name)
-
-    def _deregister(self, name: str) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client("application-autoscaling").deregister_scalable_target(
-                ServiceNamespace="sagemaker",
-                ResourceId=f"inference-component/{base_component(name)}",
-                ScalableDimension=SCALABLE_DIMENSION,
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ObjectNotFoundException":
-                raise SageMakerBackendError(f"DeregisterScalableTarget {name}: {error_message(exc)}") from exc
 
     # --- reads ----------------------------------------------------------------------------------------------
     def _status(

@@ -12,14 +12,15 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 
 class EndpointState(StrEnum):
     deploying = "deploying"  # created, replicas not ready yet
-    ready = "ready"  # at least one replica answers readiness (or scaled to zero and allowed to)
+    ready = "ready"  # at least one replica answers readiness
+    idle = "idle"  # scaled to zero replicas, as its range allows: woken by demand (functions/deployments/wake.py)
     failed = "failed"
     deleting = "deleting"
     missing = "missing"  # the backend knows no deployment of that name (deleted, or never created)
@@ -46,9 +47,13 @@ class ServingSpec:
     min_replicas: int = 1
     max_replicas: int = 1
     prometheus_threshold: float = 5.0  # KEDA: scale out when vllm:num_requests_waiting per replica exceeds this
+    idle_seconds: int = 900  # min_replicas 0: scaled to zero after this long without requests
     max_loras: int = 8
     adapters: tuple[AdapterSpec, ...] = ()  # adapters to load at start (a dedicated fine-tuned deployment)
     engine: Literal["auto", "transformers", "vllm"] = "auto"
+    # `llm`: the OpenAI, seed 002 and seed 003 routes on `model` (GPU where the backend has one); `tabular`: seed
+    # 004's classical models, no LLM and no GPU (a CPU node on EKS, a CPU instance type on SageMaker).
+    profile: Literal["llm", "tabular"] = "llm"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +109,20 @@ class ServingBackend(Protocol):
     def adapter_endpoint(self, name: str, model_id: str) -> Endpoint | None:
         """Where requests for an adapter on deployment `name` go (the server's URL, or a SageMaker inference
         component of its own); None while the deployment has no endpoint."""
+        ...
+
+
+@runtime_checkable
+class ScalesToZero(Protocol):
+    """A backend whose control plane stops and starts servers itself (local): KEDA (EKS) and Application Auto Scaling
+    (SageMaker) scale to and from zero on their own, on the signals the control plane leaves them."""
+
+    def sleep(self, name: str) -> EndpointStatus:
+        """Stop the deployment's servers, keeping what starts them again (spec, adapters, port); state `idle`."""
+        ...
+
+    def wake(self, name: str) -> EndpointStatus:
+        """Start the servers of an idle deployment; idempotent (one start however many callers)."""
         ...
 
 

@@ -113,7 +113,10 @@ def kill_if_same(pid: int, key: str) -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(json.dumps(data))
+    with tmp.open("w") as f:
+        f.write(json.dumps(data))
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename: a power cut leaves the old file or the new, not an empty one
     os.replace(tmp, path)  # readers never see half a file
 
 

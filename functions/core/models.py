@@ -145,6 +145,7 @@ class Job(Record):
     idempotency_key: str | None = None
     source: str = "api"  # api | seed
     dataset_ref: str | None = None  # seed 001's dataset_filename as given
+    compute: dict[str, Any] | None = None  # workers, GPUs per worker... (ministudio_common.spec.Compute)
 
 
 class JobEvent(Record):
@@ -186,10 +187,12 @@ class DeploymentStatus(StrEnum):
     failed = "failed"
     deleting = "deleting"
     deleted = "deleted"
+    idle = "idle"  # scaled to zero after `idle_seconds` without requests; the next request wakes it
 
     @property
     def live(self) -> bool:
-        return self in (DeploymentStatus.pending, DeploymentStatus.deploying, DeploymentStatus.ready)
+        d = DeploymentStatus
+        return self in (d.pending, d.deploying, d.ready, d.idle)
 
 
 class Deployment(Record):
@@ -201,6 +204,7 @@ class Deployment(Record):
     model: str  # what clients send as `model`: the base id or the ft: id
     base_model: str
     kind: str = "base"  # base | fine_tuned
+    profile: str = "llm"  # the server it runs (functions.core.model_kinds.profile_of): llm | tabular
     dedicated: bool = True  # owns a backend resource (`name`); False: rides on `host_id`'s
     name: str  # backend resource name (the host's for a shared adapter)
     host_id: str | None = None
@@ -209,6 +213,7 @@ class Deployment(Record):
     min_replicas: int = 1
     max_replicas: int = 1
     prometheus_threshold: float = 5.0
+    idle_seconds: int = 900  # with min_replicas 0: scaled to zero after this long without requests
     status: DeploymentStatus = DeploymentStatus.pending
     backend: str = "local"
     endpoint: dict[str, Any] | None = None  # functions.compute.serving.Endpoint as a dict
@@ -222,6 +227,7 @@ class Deployment(Record):
     updated_at: int = Field(default_factory=now)
     seq: int = Field(default_factory=time.time_ns)
     ready_at: int | None = None
+    woken_at: int | None = None  # when a request last woke it from `idle` (its start is timed from then)
     deleted_at: int | None = None
 
 

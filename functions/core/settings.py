@@ -24,10 +24,14 @@ class Settings(BaseSettings):
 
     environment: str = Field("local", description="Deployment environment name (local, dev, prod).")
 
-    # MongoDB: unset means the embedded in-process store (not durable).
+    # MongoDB: MONGODB_URL names a server; unset, the embedded montydb store under MINISTUDIO_DATA_DIR (durable),
+    # or without a data directory an in-process store that is not (tests).
     mongodb_url: str | None = None
     mongodb_url_secret_arn: str | None = None  # in AWS: Secrets Manager holds the URL; read when settings are built
     database_name: str = "mini_studio"
+    # The local platform's state: documents, S3/SQS (moto's recording), Redis's AOF, runs, servers, credentials.
+    # `make run` defaults it to .ministudio/data; unset elsewhere (AWS keeps state in its own services).
+    ministudio_data_dir: str | None = None
 
     # Redis: REDIS_URL wins over the seed's host/port/username/password.
     redis_url: str | None = None
@@ -64,6 +68,10 @@ class Settings(BaseSettings):
     log_dir: str | None = None
     log_level: str = "INFO"
     public_base_url: str | None = None
+    # The web console: its built files (default console/dist in the checkout, served at /console when present) and
+    # the browser origins allowed to call the API (CORS; JSON list), e.g. the console's CloudFront URL in AWS.
+    console_dir: str | None = None
+    console_origins: list[str] = []
 
     # Fine-tuning
     base_models: list[str] = Field(
@@ -98,6 +106,8 @@ class Settings(BaseSettings):
     inference_api_key_secret_arn: str | None = None
     local_serving_dir: str | None = None  # one folder per local deployment; default ~/.cache/ministudio/serving
     local_serving_threads: int | None = None  # torch threads per local inference server
+    # One pre-imported standby server (functions/compute/local_serving_standby.py): wake-ups skip Python's imports.
+    local_serving_standby: bool = False
     serving_ready_timeout_seconds: int = 900  # a deployment not ready by then is failed
     # A local inference server that exits after having been ready is restarted (with its adapters) this many times
     # in a row, the first after the backoff, each next after twice the last; one that then stayed up for the window
@@ -107,6 +117,11 @@ class Settings(BaseSettings):
     serving_restart_window_seconds: float = Field(300.0, ge=0)
     proxy_timeout_seconds: float = 300.0
     routing_cache_ttl_seconds: int = 60
+    # Scale to zero (functions/deployments/idle.py, wake.py): a deployment with min_replicas 0 goes `idle` after its
+    # `idle_seconds` (this default) without requests; the proxy holds a request to an idle deployment up to
+    # WAKE_TIMEOUT_SECONDS while one server starts, then answers it (or 503 with the reason).
+    deployment_idle_seconds: int = Field(900, ge=10, le=7 * 86400)
+    wake_timeout_seconds: float = Field(120.0, gt=0, le=900)
 
     # Local monitoring (functions/local/prometheus.py): `ministudio run --prometheus` starts a Prometheus that scrapes
     # the API and every local inference server; servers announce themselves as file_sd targets under this folder.
@@ -128,10 +143,19 @@ class Settings(BaseSettings):
     eks_job_ttl_seconds: int = Field(3600, ge=0)  # RayJob ttlSecondsAfterFinished: its Ray cluster goes after this
     eks_serving_cpu: str = "3"
     eks_serving_memory: str = "12Gi"
+    # Tabular deployments (seed 004's classical models) need no GPU: a CPU pod on nodes this selector picks (JSON;
+    # GPU nodes are tainted, so a pod without the GPU toleration never lands there anyway).
+    eks_cpu_node_selector: dict[str, str] = Field(default_factory=lambda: {"kubernetes.io/arch": "amd64"})
+    eks_tabular_cpu: str = "1"
+    eks_tabular_memory: str = "2Gi"
     keda_cooldown_seconds: int = Field(300, ge=0)  # idle time before KEDA scales a zero-minimum deployment to zero
+    # KEDA's Redis scaler reads the list of requests the proxy holds for a deployment at zero (host:port of the
+    # control plane's Redis as the cluster reaches it); unset: no Redis trigger, only Prometheus (no wake from zero).
+    keda_redis_address: str | None = None
     sagemaker_execution_role_arn: str | None = None
     sagemaker_training_instance_type: str = "ml.g5.2xlarge"
     sagemaker_inference_instance_type: str = "ml.g5.2xlarge"
+    sagemaker_cpu_inference_instance_type: str = "ml.m5.xlarge"  # tabular deployments: no GPU
     sagemaker_use_spot: bool = False
 
     # Tenancy

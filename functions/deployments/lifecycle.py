@@ -15,7 +15,7 @@ from functions.compute.serving import AdapterSpec, EndpointState, EndpointStatus
 from functions.core.models import Deployment, DeploymentStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
-from functions.deployments import faults, redact
+from functions.deployments import faults, idle, redact
 from functions.deployments.route_cache import invalidate_route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
@@ -52,7 +52,9 @@ def spec_for(deployment: Deployment, settings: Settings) -> ServingSpec:
         min_replicas=deployment.min_replicas,
         max_replicas=deployment.max_replicas,
         prometheus_threshold=deployment.prometheus_threshold,
+        idle_seconds=deployment.idle_seconds,
         adapters=adapters,
+        profile="tabular" if deployment.profile == "tabular" else "llm",
     )
 
 
@@ -151,7 +153,7 @@ def refresh(
         return teardown(store, cache, backend, deployment) or deployment
     if not deployment.dedicated:
         host = store.deployments.get(deployment.host_id or "")
-        if host is not None and host.status in (D.deploying, D.ready):
+        if host is not None and host.status in (D.deploying, D.ready, D.idle):
             host = refresh(store, cache, backend, settings, host)
         if host is None or (host.status in (D.failed, D.deleted) and not host.dedicated):
             return _fail(store, cache, deployment, "host_lost", "the server hosting this adapter is gone") or deployment
@@ -164,6 +166,7 @@ def refresh(
             )
             invalidate_route(cache, deployment.client_code, deployment.model)
             return moved or store.deployments.get(deployment.id) or deployment
+        deployment = idle.mirror_host(store, cache, deployment, host)  # a rider sleeps and wakes with its server
         if deployment.status == D.deploying and host.status == D.ready:
             _attach(store, cache, backend, settings, deployment)
         return store.deployments.get(deployment.id) or deployment
@@ -186,7 +189,7 @@ def apply(
     }
     if status.state == EndpointState.ready:
         moved = store.deployments.transition(
-            deployment.id, MOVING, D.ready.value, ready_at=now(), status_message=None, **fields
+            deployment.id, [*MOVING, D.idle.value], D.ready.value, ready_at=now(), status_message=None, **fields
         )
         if moved is None:
             moved = store.deployments.update(deployment.id, [D.ready.value], **fields)
@@ -202,8 +205,10 @@ def apply(
             invalidate_route(cache, moved.client_code, moved.model)
             return moved
         return store.deployments.update(deployment.id, MOVING, status_message=status.message, **fields) or deployment
-    elif status.state == EndpointState.deploying:
-        overdue = now() - deployment.created_at > settings.serving_ready_timeout_seconds
+    elif status.state == EndpointState.idle:  # scaled to zero (by the idle sweep, or KEDA and SageMaker themselves)
+        return idle.follow(store, cache, deployment, fields)
+    elif status.state == EndpointState.deploying:  # a woken deployment's start is timed from its wake-up
+        overdue = now() - max(deployment.created_at, deployment.woken_at or 0) > settings.serving_ready_timeout_seconds
         if overdue and deployment.dedicated:
             backend.delete(deployment.name)
             why = f"not ready after {settings.serving_ready_timeout_seconds} s ({status.message or 'starting'})"
@@ -271,7 +276,7 @@ def _fail(
     shown = redact.for_tenant(message, own=[deployment.model])
     failed = store.deployments.transition(
         deployment.id,
-        expected or [*MOVING, D.ready.value],
+        expected or [*MOVING, D.ready.value, D.idle.value],
         D.failed.value,
         error={"code": code, "message": shown},
         status_message=None,

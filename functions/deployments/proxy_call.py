@@ -17,8 +17,9 @@ from functions.core import ids
 from functions.core.errors import DomainError
 from functions.core.models import InferenceLog
 from functions.core.observability import log
-from functions.deployments import proxy_errors
+from functions.deployments import activity, proxy_errors
 from functions.deployments.routing import Route
+from functions.store.cache import get_cache
 from functions.store.mongo import Store
 
 _log_writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = (
@@ -44,6 +45,7 @@ class Timing:
         return max(0.0, (time.perf_counter() - self.started - self.upstream) * 1000)
 
 
+IN_FLIGHT_TTL_SECONDS = 3600  # a request that never reports its end stops counting as under way after this
 timing_var: ContextVar[Timing | None] = ContextVar("proxy_timing", default=None)
 
 
@@ -62,6 +64,10 @@ class Call:
     completion_tokens: int = 0
     timing: Timing = field(default_factory=lambda: timing_var.get() or Timing())
 
+    def __post_init__(self) -> None:
+        if self.route.sleeps:  # under way until `record`: the idle sweep leaves its server alone meanwhile
+            activity.begin(get_cache(), self.route.deployment_id, IN_FLIGHT_TTL_SECONDS)
+
     def record_later(self, store: Store, status_code: int, error: str | None = None) -> None:
         """`record` in a worker thread: pymongo blocks, and the event loop serves every other request meanwhile.
         Not awaited (a stream's end may come with the caller's cancellation); `close_sessions` waits for them."""
@@ -76,6 +82,9 @@ class Call:
         write.add_done_callback(pending.discard)
 
     def record(self, store: Store, status_code: int, error: str | None = None) -> None:
+        activity.touch(get_cache(), self.route.deployment_id)  # its end counts too: a long answer is not idle time
+        if self.route.sleeps:
+            activity.end(get_cache(), self.route.deployment_id, IN_FLIGHT_TTL_SECONDS)
         entry = InferenceLog(
             id=ids.new_id("ilog-"),
             client_code=self.client_code,

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from functions.core.observability import log
-from functions.deployments import proxy_errors
+from functions.deployments import activity, proxy_errors
+from functions.store.cache import get_cache
 from functions.store.mongo import Store
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ async def relay_events(
                 return
             if keep_event(call, event, wants_usage):
                 yield event
+            activity.touch(get_cache(), call.route.deployment_id)  # a stream in progress is not idle (throttled)
         raise StreamCut("the stream ended without data: [DONE]")
     except Exception as exc:  # the server died mid-stream: a broken connection, or an end that came too soon
         status, error = 502, f"the answer was cut off ({type(exc).__name__})"

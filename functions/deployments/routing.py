@@ -20,6 +20,7 @@ from functions.compute.serving import ServingBackend
 from functions.core.errors import NotFound, ServiceUnavailable
 from functions.core.models import Deployment, DeploymentStatus
 from functions.core.settings import Settings
+from functions.deployments import activity, wake
 from functions.deployments.lifecycle import refresh_quietly
 from functions.deployments.route_cache import route_key
 from functions.store.cache import Cache
@@ -40,6 +41,7 @@ class Route:
     url: str | None = None
     target: str | None = None
     component: str | None = None
+    sleeps: bool = False  # its server may scale to zero: requests under way are counted (activity.begin)
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Route:
@@ -50,13 +52,28 @@ class Route:
             url=data.get("url"),
             target=data.get("target"),
             component=data.get("component"),
+            sleeps=bool(data.get("sleeps")),
         )
 
 
 async def resolve_async(
     store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, model: str
 ) -> Route:
-    """`resolve` for the proxy, which runs on the event loop: a cache hit is one Redis read, inline (a thread hop
+    """`resolve` for the proxy, which also holds a request to a deployment at zero while it wakes up
+    (functions/deployments/wake.py) and notes each request's time for the idle sweep (activity.touch)."""
+    try:
+        route = await _lookup(store, cache, backend, settings, client_code, model)
+    except wake.Asleep as asleep:
+        await wake.hold(store, cache, backend, settings, asleep.deployment, model)
+        route = await _lookup(store, cache, backend, settings, client_code, model)
+    activity.touch(cache, route.deployment_id)
+    return route
+
+
+async def _lookup(
+    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, model: str
+) -> Route:
+    """The route, for the proxy on the event loop: a cache hit is one Redis read, inline (a thread hop
     would cost more than the read; the auth dependency does the same). A miss reads MongoDB and may ask the backend
     (a Kubernetes call may take its whole timeout), so it runs in a worker thread, where a slow backend delays only
     the requests for that model: concurrent misses for one tenant's model share one lookup, and all misses together
@@ -111,7 +128,10 @@ def _resolve_miss(
         deployment = refresh_quietly(store, cache, backend, settings, deployment)
     if deployment.status == DeploymentStatus.failed:  # it failed while we looked
         raise _deployment_failed(deployment, model)
-    if deployment.status != DeploymentStatus.ready or not deployment.endpoint:
+    if wake.asleep(deployment):
+        raise wake.Asleep(deployment, model)
+    # An idle SageMaker deployment is routed: the proxy's invocations are what scales it out from zero.
+    if deployment.status not in (DeploymentStatus.ready, DeploymentStatus.idle) or not deployment.endpoint:
         doing = deployment.status.value + (f" ({deployment.status_message})" if deployment.status_message else "")
         raise ServiceUnavailable(
             f"deployment {deployment.id} of model {model!r} is {doing}; retry when it is ready",
@@ -126,9 +146,15 @@ def _resolve_miss(
         url=endpoint.get("url"),
         target=endpoint.get("target"),
         component=endpoint.get("component"),
+        sleeps=_sleeps(store, deployment),
     )
     cache.set_json(key, asdict(route), settings.routing_cache_ttl_seconds)
     return route
+
+
+def _sleeps(store: Store, deployment: Deployment) -> bool:
+    server = deployment if deployment.dedicated else store.deployments.get(deployment.host_id or "")
+    return server is not None and server.min_replicas == 0
 
 
 def _failed(store: Store, client_code: str, model: str) -> Deployment | None:

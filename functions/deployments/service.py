@@ -10,12 +10,14 @@ is; the reconciler does the same for everything on a schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from functions.compute.serving import ServingBackend, serving_name
-from functions.core import ids
+from functions.core import ids, model_kinds
 from functions.core.errors import Conflict, InvalidRequest, NotFound
 from functions.core.models import Deployment, DeploymentStatus, Tenant
 from functions.core.settings import Settings
+from functions.deployments.idle import MAX_IDLE_SECONDS, MIN_IDLE_SECONDS
 from functions.deployments.lifecycle import apply, refresh_quietly
 from functions.deployments.route_cache import invalidate_route
 from functions.models.artifacts import fine_tuned
@@ -35,6 +37,7 @@ class Sizing:
     min_replicas: int = 1
     max_replicas: int = 1
     prometheus_threshold: float = 5.0
+    idle_seconds: int | None = None  # min_replicas 0: idle this long, it scales to zero (None: the settings' default)
 
     def check(self) -> Sizing:
         if not 0 <= self.gpu_count <= MAX_GPUS:
@@ -47,7 +50,15 @@ class Sizing:
             )
         if not self.prometheus_threshold > 0:
             raise InvalidRequest("prometheus_threshold must be greater than 0", param="prometheus_threshold")
+        if self.idle_seconds is not None and not MIN_IDLE_SECONDS <= self.idle_seconds <= MAX_IDLE_SECONDS:
+            raise InvalidRequest(
+                f"idle_seconds must be between {MIN_IDLE_SECONDS} and {MAX_IDLE_SECONDS}", param="idle_seconds"
+            )
         return self
+
+    def fields(self, settings: Settings) -> dict[str, Any]:
+        """The deployment record's sizing fields, checked."""
+        return {**self.check().__dict__, "idle_seconds": self.idle_seconds or settings.deployment_idle_seconds}
 
 
 def deploy(
@@ -77,23 +88,27 @@ def deploy_base(
     sizing: Sizing,
     source: str = "api",
 ) -> Deployment:
-    if model not in settings.base_models:
+    model = model_kinds.canonical(model)
+    servable = [*settings.base_models, model_kinds.EMBEDDING_MODEL, model_kinds.TABULAR_MODEL]
+    if model not in servable:
         raise InvalidRequest(
-            f"model {model!r} is not a base model this platform serves; choose one of {settings.base_models}",
-            param="model",
+            f"model {model!r} is not a model this platform serves; choose one of {servable}", param="model"
         )
     deployment_id = ids.new_id("dep-")
+    profile = model_kinds.profile_of(model)
     deployment = Deployment(
         id=deployment_id,
         client_code=tenant.client_code,
         model=model,
-        base_model=model,
+        # The embedding model runs on an `llm` server of the first base model; a tabular server has no LLM.
+        base_model=model if model in settings.base_models or profile == "tabular" else settings.base_models[0],
         kind="base",
+        profile=profile,
         dedicated=True,
         name=serving_name("base", tenant.client_code, model, deployment_id),
         backend=settings.compute_backend,
         source=source,
-        **sizing.check().__dict__,
+        **sizing.fields(settings),
     )
     return _submit(store, cache, queues, deployment)
 
@@ -129,7 +144,7 @@ def deploy_fine_tuned(
         adapter_uri=model.adapter_uri,
         backend=settings.compute_backend,
         source=source,
-        **sizing.check().__dict__,
+        **sizing.fields(settings),
     )
     return _submit(store, cache, queues, deployment)
 
@@ -183,6 +198,13 @@ def scale(
         raise Conflict("this adapter rides on a shared server; deploy it with `dedicated: true` to scale it")
     if deployment.status not in (DeploymentStatus.deploying, DeploymentStatus.ready):
         raise Conflict(f"deployment {deployment.id} is {deployment.status.value}; only a live one can be scaled")
+    if deployment.backend == "eks" and (low == 0) != (deployment.min_replicas == 0):
+        # Its ScaledObject's wake trigger (functions/compute/k8s/wake_trigger.py) is rendered at deploy time.
+        raise Conflict(
+            "on EKS, whether a deployment may scale to zero is set when it is deployed: redeploy it with "
+            "the min_replicas you want",
+            param="min_replicas",
+        )
     status = backend.scale(deployment.name, sizing.min_replicas, sizing.max_replicas)
     moved = store.deployments.update(
         deployment.id, [deployment.status.value], min_replicas=sizing.min_replicas, max_replicas=sizing.max_replicas

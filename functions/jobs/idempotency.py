@@ -12,7 +12,16 @@ from functions.core.errors import Conflict
 from functions.core.models import Job
 from functions.store.mongo import Store
 
-FINGERPRINTED = ("model", "training_file", "validation_file", "hyperparameters", "suffix", "seed", "metadata")
+FINGERPRINTED = (
+    "model",
+    "training_file",
+    "validation_file",
+    "hyperparameters",
+    "suffix",
+    "seed",
+    "metadata",
+    "compute",
+)
 
 
 def request_fingerprint(**params: Any) -> dict[str, str]:
@@ -36,7 +45,8 @@ def replay(store: Store, client_code: str, key: str, fingerprint: dict[str, str]
     if found is None:
         return None
     job, stored = found
-    differing = [name for name in FINGERPRINTED if stored is not None and stored.get(name) != fingerprint[name]]
+    # A field added since the job was stored (compute) is not held against it.
+    differing = [n for n in FINGERPRINTED if stored is not None and stored.get(n, fingerprint[n]) != fingerprint[n]]
     if differing:
         raise Conflict(
             f"Idempotency-Key {key!r} was already used for fine-tuning job {job.id} with different parameters "

@@ -14,7 +14,7 @@ from functions.core import names
 from functions.core.models import Job, JobStatus, now
 from functions.core.observability import log
 from functions.core.settings import Settings
-from functions.jobs.service import status_event
+from functions.jobs.service import add_event, status_event
 from functions.store.mongo import Store
 
 
@@ -61,6 +61,7 @@ def spec_for(store: Store, settings: Settings, job: Job) -> TrainingSpec:
         hyperparameters=job.resolved_hyperparameters,
         seed=job.seed,
         suffix=job.suffix,
+        compute=job.compute,
     )
 
 
@@ -78,25 +79,34 @@ def start(store: Store, backend: TrainingBackend, settings: Settings, job: Job) 
         fail(store, job, "training_file_missing", str(exc))
         return
     run = backend.submit(name, spec)
+    if run.state is RunState.pending:  # waiting for a slot (the local backend runs a few at a time): still queued
+        store.jobs.update(job.id, [JobStatus.dispatching], run_name=name, backend=backend.name)
+        add_event(store, job, "waiting-for-slot", "Waiting for a free training slot: another job is running")
+        return
+    mark_running(store, settings, job, name, backend.name)
+    log("info", "dispatch: job submitted", job_id=job.id, run=name, state=run.state.value)
+    current = store.jobs.get(job.id)
+    if current is not None and current.status == JobStatus.cancelling:
+        # Cancelled while we were submitting: the run we just started must not live on.
+        store.jobs.update(job.id, [JobStatus.cancelling], run_name=name, backend=backend.name)
+        stop(store, backend, current)
+
+
+def mark_running(store: Store, settings: Settings, job: Job, name: str, backend: str) -> Job | None:
+    """`dispatching` → `running` once the run has really started (at submit, or at its first progress)."""
     started = now()
     running = store.jobs.transition(
         job.id,
         [JobStatus.dispatching],
         JobStatus.running,
         run_name=name,
-        backend=backend.name,
+        backend=backend,
         started_at=started,
         deadline_at=started + settings.job_max_runtime_seconds,
     )
     if running is not None:
         status_event(store, running)
-        log("info", "dispatch: job submitted", job_id=job.id, run=name, state=run.state.value)
-        return
-    current = store.jobs.get(job.id)
-    if current is not None and current.status == JobStatus.cancelling:
-        # Cancelled while we were submitting: the run we just started must not live on.
-        store.jobs.update(job.id, [JobStatus.cancelling], run_name=name, backend=backend.name)
-        stop(store, backend, current)
+    return running
 
 
 def stop(store: Store, backend: TrainingBackend, job: Job) -> None:

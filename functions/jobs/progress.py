@@ -17,6 +17,9 @@ from functions.core import ids, names
 from functions.core.models import Checkpoint, FineTunedModel, Job, JobStatus, now
 from functions.core.observability import log
 from functions.core.s3events import ObjectEvent
+from functions.core.settings import get_settings
+from functions.jobs import results
+from functions.jobs.launch import mark_running
 from functions.jobs.service import add_event, fine_tuned_name, status_event
 from functions.store.blobs import Blobs
 from functions.store.mongo import Store
@@ -37,7 +40,8 @@ def handle_object(store: Store, blobs: Blobs, event: ObjectEvent) -> None:
     if rest == "progress.json":
         on_progress(store, job, _read_json(blobs, event))
     elif rest == "result.json":
-        on_result(store, job, _read_json(blobs, event), f"s3://{event.bucket}/{parts[0]}/{client_code}/{job_id}/")
+        prefix = f"s3://{event.bucket}/{parts[0]}/{client_code}/{job_id}/"
+        on_result(store, job, _read_json(blobs, event), prefix, blobs=blobs)
     elif match := _CHECKPOINT.match(rest):
         on_checkpoint(store, job, match.group(1), f"s3://{event.bucket}/{event.key.rsplit('/', 1)[0]}/")
 
@@ -59,6 +63,8 @@ def on_progress(store: Store, job: Job, progress: dict[str, Any]) -> None:
     behind = attempt < current or (attempt == current and step < int((job.progress or {}).get("step") or 0))
     if job.status not in ACTIVE or behind:
         return  # late or out-of-order: never move progress backwards
+    if job.status == JobStatus.dispatching and job.run_name:  # it waited for a slot and has now really started
+        job = mark_running(store, get_settings(), job, job.run_name, job.backend) or job
     eta = progress.get("eta_seconds")
     store.jobs.update(
         job.id, ACTIVE, progress=progress, estimated_finish=now() + int(eta) if isinstance(eta, int | float) else None
@@ -76,6 +82,14 @@ def on_progress(store: Store, job: Job, progress: dict[str, Any]) -> None:
     message = f"Step {step}/{progress.get('total_steps', '?')}: training loss={_fmt(progress.get('loss'))}"
     if progress.get("eval_loss") is not None:
         message += f", validation loss={_fmt(progress.get('eval_loss'))}"
+    restarts = progress.get("worker_restarts")
+    if isinstance(restarts, int) and restarts > 0 and attempt > current:  # Ray Train restarted the workers
+        said = (
+            f"A training worker was lost: the workers were restarted (restart {restarts}, attempt {attempt}) "
+            f"and resumed from the last complete checkpoint at step {step}"
+        )
+        data = {"worker_restarts": restarts, "attempt": attempt, "step": step}
+        add_event(store, job, f"restart:{attempt}", said, level="warn", data=data)
     key = f"metrics:{step}" if attempt <= 1 else f"metrics:{attempt}:{step}"  # a resumed attempt redoes a few steps
     add_event(store, job, key, message, data={k: v for k, v in metrics.items() if v is not None})
 
@@ -102,7 +116,7 @@ def on_checkpoint(store: Store, job: Job, label: str, uri: str) -> None:
         add_event(store, job, f"checkpoint:{label}", f"Checkpoint {label} saved at step {step}", data={"uri": uri})
 
 
-def on_result(store: Store, job: Job, result: dict[str, Any], prefix: str) -> Job | None:
+def on_result(store: Store, job: Job, result: dict[str, Any], prefix: str, blobs: Blobs | None = None) -> Job | None:
     if _attempt(result) < _attempt(job.progress):
         log("warning", "status: ignoring the result of an earlier attempt", job_id=job.id, attempt=_attempt(result))
         return None
@@ -115,10 +129,13 @@ def on_result(store: Store, job: Job, result: dict[str, Any], prefix: str) -> Jo
                 id=name, client_code=job.client_code, base_model=job.model, job_id=job.id, adapter_uri=adapter_uri
             )
         )
+        where = results.split_s3_prefix(prefix)
+        result_file = results.publish(store, blobs, job, *where) if blobs is not None and where else None
         done = store.jobs.transition(
             job.id,
             ACTIVE,
             JobStatus.succeeded,
+            result_files=[result_file] if result_file else [],
             fine_tuned_model=name,
             trained_tokens=int(result.get("trained_tokens") or 0),
             finished_at=now(),
@@ -163,7 +180,7 @@ def on_backend_event(store: Store, blobs: Blobs, artifacts_bucket: str, event: d
     prefix = f"{names.ARTIFACTS_PREFIX}{job.client_code}/{job.id}/"
     result = blobs.get_json_object(artifacts_bucket, prefix + "result.json")
     if result is not None:
-        on_result(store, job, result, f"s3://{artifacts_bucket}/{prefix}")
+        on_result(store, job, result, f"s3://{artifacts_bucket}/{prefix}", blobs=blobs)
     elif state == "Stopped":
         on_result(store, job, {"status": "cancelled"}, f"s3://{artifacts_bucket}/{prefix}")
     elif state == "Failed":

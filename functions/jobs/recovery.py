@@ -100,7 +100,7 @@ def apply_run(
     prefix = f"{names.ARTIFACTS_PREFIX}{job.client_code}/{job.id}/"
     result = blobs.get_json_object(settings.artifacts_bucket, prefix + "result.json")
     if result is not None:
-        done = progress.on_result(store, job, result, f"s3://{settings.artifacts_bucket}/{prefix}")
+        done = progress.on_result(store, job, result, f"s3://{settings.artifacts_bucket}/{prefix}", blobs=blobs)
         return "finished" if done else None
     if job.status == JobStatus.cancelling:
         done = store.jobs.transition(job.id, [JobStatus.cancelling], JobStatus.cancelled, finished_at=now())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from functions.core import ids
+from ministudio_common.spec import Compute
+
+from functions.core import catalogue, ids
 from functions.core.errors import InvalidRequest, NotFound
 from functions.core.models import Checkpoint, Dataset, DatasetStatus, Job, JobEvent, JobStatus, Tenant, now
 from functions.core.observability import log
@@ -64,6 +66,8 @@ def _dataset(store: Store, client_code: str, file_id: str | None, param: str) ->
     dataset = store.datasets.get(file_id, client_code)
     if dataset is None:
         raise InvalidRequest(f"{param} {file_id!r} does not name one of your files", param=param)
+    if dataset.purpose != "fine-tune":
+        raise InvalidRequest(f"{param} {file_id!r} is a {dataset.purpose} file, not training data", param=param)
     if dataset.status == DatasetStatus.invalid:
         errors = (dataset.validation or {}).get("errors") or [{"reason": "unknown"}]
         raise InvalidRequest(f"{param} {file_id!r} failed validation: {errors[0]['reason']}", param=param)
@@ -99,6 +103,7 @@ def create_job(
     method: str | None = None,
     method_hyperparameters: dict[str, Any] | None = None,
     integrations: list[dict[str, Any]] | None = None,
+    compute: Compute | None = None,
 ) -> tuple[Job, bool]:
     """Validate the request, write the job, then ask for dispatch; returns (job, created).
 
@@ -119,6 +124,7 @@ def create_job(
         suffix=suffix,
         seed=seed,
         metadata=metadata,
+        **({"compute": compute.model_dump()} if compute is not None else {}),
     )
     # Before the other checks: a repeated request gets its job back even if, say, its file is gone since.
     if idempotency_key is not None and (again := replay(store, tenant.client_code, idempotency_key, fingerprint)):
@@ -152,6 +158,7 @@ def create_job(
         idempotency_key=idempotency_key,
         source=source,
         dataset_ref=dataset_ref,
+        compute=(compute or catalogue.default_compute(model)).model_dump(),
     )
     job, created = store.jobs.create(job, fingerprint)
     if not created:  # a concurrent request with the same key won the insert

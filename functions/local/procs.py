@@ -110,11 +110,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_moto(port: int | None = None, *, timeout: float = 60.0, log_path: Path | None = None) -> Child:
-    """moto's server for S3/SQS on 127.0.0.1; `.url` is the endpoint for boto3's `endpoint_url`."""
+def start_moto(
+    port: int | None = None, *, timeout: float = 60.0, log_path: Path | None = None, recording: Path | None = None
+) -> Child:
+    """moto's server for S3/SQS on 127.0.0.1; `.url` is the endpoint for boto3's `endpoint_url`. With `recording`,
+    S3's writes are recorded there (functions/local/moto_recording.py) and recording starts once `replay` ran."""
 
     def argv(p: int) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(p)]
+        server = (
+            ["-m", "functions.local.moto_recording", "--recording", str(recording)]
+            if recording
+            else ["-m", "moto.server"]
+        )
+        return [sys.executable, *server, "-H", "127.0.0.1", "-p", str(p)]
 
     return _start("moto", argv, _http_answers, "http://127.0.0.1:{port}", port, timeout, log_path)
 
@@ -127,17 +135,24 @@ def find_redis_server() -> str | None:
     return next((p for p in _REDIS_FALLBACK_PATHS if os.access(p, os.X_OK)), None)
 
 
-def start_redis(port: int | None = None, *, timeout: float = 20.0, log_path: Path | None = None) -> Child:
-    """A throwaway redis-server on 127.0.0.1 that writes nothing to disk; `.url` is its redis:// DSN."""
+def start_redis(
+    port: int | None = None, *, timeout: float = 20.0, log_path: Path | None = None, data_dir: Path | None = None
+) -> Child:
+    """A redis-server on 127.0.0.1; `.url` is its redis:// DSN. Without `data_dir` it writes nothing to disk; with
+    it, its append-only file lives there (fsynced every second; a torn tail from a crash is cut when it loads)."""
     binary = find_redis_server()
     if binary is None:
         raise FileNotFoundError("redis-server not found: install it (apt-get install redis-server) or set REDIS_URL")
-    workdir = tempfile.gettempdir()  # --dir is required even with persistence off; keep it out of the repo
+    workdir = str(data_dir) if data_dir else tempfile.gettempdir()  # --dir is required even with persistence off
+    if data_dir:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    persistence = ("--appendonly", "yes", "--appendfsync", "everysec", "--aof-load-truncated", "yes")
 
     def argv(p: int) -> list[str]:
         return [
             binary,
-            *("--port", str(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--port", str(p), "--bind", "127.0.0.1", "--save", ""),
+            *(persistence if data_dir else ("--appendonly", "no")),
             *("--daemonize", "no", "--dir", workdir),
         ]
 

@@ -17,48 +17,18 @@ from typing import Any
 
 import httpx
 
-from functions.core import names
 from functions.core.observability import log_to_directory
 from functions.core.settings import Settings, get_settings
-from functions.local import procs
+from functions.local import moto_recording, procs, restore
+from functions.local.event_sources import Schedule, worker_handlers
 from functions.local.prometheus import LocalPrometheus
 from functions.local.resources import LocalResources, ensure_resources
+from functions.local.restore import Restored
 from functions.local.sqs_poller import SqsPoller
+from functions.local.state import DEFAULT_DATA_DIR, Credentials, DataDir
 
 DEMO_TENANT = "demo"
 _FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-
-
-def _worker_handlers() -> dict[str, Callable[[dict[str, Any], Any], Any]]:
-    from functions.workers import dispatch, ingest, status
-
-    return {
-        names.INGEST_QUEUE: ingest.handler,
-        names.DISPATCH_QUEUE: dispatch.handler,
-        names.STATUS_QUEUE: status.handler,
-    }
-
-
-class _Schedule(threading.Thread):
-    """The reconciler's EventBridge schedule: call the handler every `period` seconds until stopped."""
-
-    def __init__(self, period: float) -> None:
-        super().__init__(name="reconcile-schedule", daemon=True)
-        self.period = period
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        from functions.core.observability import log
-        from functions.local.lambda_context import new_context
-        from functions.workers import reconcile
-
-        while not self.stopped.wait(self.period):
-            try:
-                reconcile.handler(
-                    {"source": "aws.scheduler", "detail-type": "Scheduled Event"}, new_context("reconcile", 60)
-                )
-            except Exception as exc:  # the next tick tries again, as EventBridge would
-                log("error", "reconcile failed", error=str(exc))
 
 
 class Platform:
@@ -72,12 +42,19 @@ class Platform:
         reconcile_seconds: float = 30.0,
         print_fn: Callable[[str], None] = print,
         prometheus: bool | None = None,
+        data_dir: str | Path | None = None,
+        fresh: bool = False,
     ) -> None:
         self.port = port
+        self.data_dir = data_dir  # None: MINISTUDIO_DATA_DIR, or nothing kept (tests)
+        self.fresh = fresh
+        self.data: DataDir | None = None
+        self._new = True
+        self.restored = Restored()
         self.log_dir = log_dir
         self.visibility_overrides = visibility_overrides
         self.poll_wait_seconds = poll_wait_seconds
-        self.schedule = _Schedule(reconcile_seconds)
+        self.schedule = Schedule(reconcile_seconds)
         self.say = print_fn
         self.children: list[procs.Child] = []
         self.pollers: list[SqsPoller] = []
@@ -101,38 +78,46 @@ class Platform:
     def start(self) -> Platform:
         base = Settings()
         self.port = self.port or base.port
+        where = self.data_dir or base.ministudio_data_dir
+        self.data = data = DataDir.at(where) if where else None
+        if data is not None:
+            if self.fresh:
+                data.wipe()
+                self.say(f"Data: {data.root} emptied (FRESH)")
+            self._new = data.is_new()
+            self.say(f"Data: {data.root}" + (" (new)" if self._new else ""))
+            data.create()
+            self._setenv("MINISTUDIO_DATA_DIR", str(data.root))
         if not base.aws_endpoint_url:
-            moto = procs.start_moto()
-            self.children.append(moto)
-            self._setenv("AWS_ENDPOINT_URL", moto.url)
-            for name, value in _FAKE_AWS.items():
-                self._setenv(name, value)
-            self.say(f"S3/SQS: moto server at {moto.url}")
+            self._start_moto(data)
         if not base.redis_dsn:
-            redis = procs.start_redis()
+            redis = procs.start_redis(data_dir=data.redis if data else None)
             self.children.append(redis)
             self._setenv("REDIS_URL", redis.url)
-            self.say(f"Redis: redis-server at {redis.url}")
+            self.say(
+                f"Redis: redis-server at {redis.url}" + (" (append-only file in the data directory)" if data else "")
+            )
         self._setenv("AWS_REGION", base.aws_region)
         self._setenv("AWS_DEFAULT_REGION", base.aws_region)
         if self.log_dir:
             self._setenv("LOG_DIR", self.log_dir)
             log_to_directory(self.log_dir)
-        if not base.local_runs_dir:  # trainer runs of this platform live beside its logs, not in ~/.cache
-            self._setenv("LOCAL_RUNS_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "runs"))
-        if not base.local_prometheus_dir:  # its targets folder too: a second platform must not scrape this one's
-            self._setenv(
-                "LOCAL_PROMETHEUS_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "prometheus")
-            )
-        if not base.local_serving_dir:  # inference servers' folders (logs, request logs) beside the runs
-            self._setenv(
-                "LOCAL_SERVING_DIR", str(Path(self.log_dir or ".").resolve().parent / ".ministudio" / "serving")
-            )
+        # Trainer runs, inference servers and Prometheus targets of this platform live in its data directory (or
+        # beside its logs), never in ~/.cache: a second platform must not pick up this one's runs or scrape its servers.
+        home = data.root if data else Path(self.log_dir or ".").resolve().parent / ".ministudio"
+        for setting, folder in (("local_runs_dir", "runs"), ("local_prometheus_dir", "prometheus")):
+            if not getattr(base, setting):
+                self._setenv(setting.upper(), str(home / folder))
+        if not base.local_serving_dir:
+            self._setenv("LOCAL_SERVING_DIR", str(home / "serving"))
+        creds = Credentials(data.credentials) if data else None
         if not base.inference_api_key:  # the one key this platform's inference servers accept
-            self._setenv("INFERENCE_API_KEY", "mss-" + secrets.token_urlsafe(24))
-        self.admin_key = (
-            base.admin_api_key.get_secret_value() if base.admin_api_key else "msa-" + secrets.token_urlsafe(24)
-        )
+            key = creds.get_or_create("inference_api_key", "mss-") if creds else "mss-" + secrets.token_urlsafe(24)
+            self._setenv("INFERENCE_API_KEY", key)
+        if base.admin_api_key:
+            self.admin_key = base.admin_api_key.get_secret_value()
+        else:
+            self.admin_key = creds.get_or_create("admin_key", "msa-") if creds else "msa-" + secrets.token_urlsafe(24)
         self._setenv("ADMIN_API_KEY", self.admin_key)
         self._reset_singletons()
 
@@ -145,12 +130,12 @@ class Platform:
         for field, value in self.resources.settings_overrides().items():
             self._setenv(field.upper(), value)
         self._reset_singletons()
-        self.say(
-            "MongoDB: " + ("MONGODB_URL" if get_settings().mongodb_url else "embedded in-process store, not durable")
-        )
-        self.demo_key = self._demo_tenant()
+        self._say_store()
+        self.demo_key = self._demo_tenant(creds)
         self._watch_runs()
-        for queue, handler in _worker_handlers().items():
+        if data is not None:
+            self._restore(s3)
+        for queue, handler in worker_handlers().items():
             poller = SqsPoller(sqs, self.resources.url(queue), handler, wait_seconds=self.poll_wait_seconds)
             poller.start()
             self.pollers.append(poller)
@@ -159,6 +144,30 @@ class Platform:
         if self.prometheus if self.prometheus is not None else settings.local_prometheus:
             self._start_prometheus()
         return self
+
+    def _start_moto(self, data: DataDir | None) -> None:
+        moto = procs.start_moto(recording=data.recording if data else None)
+        self.children.append(moto)
+        self._setenv("AWS_ENDPOINT_URL", moto.url)
+        for name, value in _FAKE_AWS.items():
+            self._setenv(name, value)
+        if data is not None:  # before anything writes to S3: replay what was recorded, then record from here on
+            self.restored.repaired += moto_recording.restore(moto.url, data.recording)
+        self.say(f"S3/SQS: moto server at {moto.url}" + (" (S3 recorded in the data directory)" if data else ""))
+
+    def _say_store(self) -> None:
+        settings = get_settings()
+        if settings.mongodb_url:
+            self.say("MongoDB: MONGODB_URL")
+        elif settings.ministudio_data_dir:
+            self.say(f"MongoDB: embedded montydb store in {Path(settings.ministudio_data_dir) / 'documents'}")
+        else:
+            self.say("MongoDB: embedded in-process store, not durable (no data directory)")
+
+    def _restore(self, s3: Any) -> None:
+        self.restored = restore.run(s3, repaired=self.restored.repaired)
+        for line in self.restored.lines() if not self._new else []:
+            self.say(line)
 
     def _start_prometheus(self) -> None:
         from functions.local import prometheus
@@ -189,14 +198,21 @@ class Platform:
 
         status.watch_runs(get_training_backend(settings))
 
-    def _demo_tenant(self) -> str:
+    def _demo_tenant(self, creds: Credentials | None) -> str:
+        """The demo tenant and its key; with a data directory the same key as last time, unless it was revoked."""
+        from functions.core.ids import hash_key
         from functions.store.mongo import get_store
         from functions.tenants import service
 
         store = get_store()
         if store.tenants.get(DEMO_TENANT) is None:
             service.create_tenant(store, DEMO_TENANT, {})
+        kept = creds.get("demo_key") if creds else None
+        if kept and store.api_keys.by_hash(hash_key(kept)) is not None:
+            return kept
         _, key = service.issue_key(store, DEMO_TENANT, "make run")
+        if creds:
+            creds.set("demo_key", key)
         return key
 
     def _serve(self) -> None:
@@ -253,17 +269,20 @@ class Platform:
         get_settings.cache_clear()
 
 
-def main(port: int | None = None, prometheus: bool | None = None) -> None:
+def main(port: int | None = None, prometheus: bool | None = None, fresh: bool = False) -> None:
     procs.exit_on_sigterm()
-    platform = Platform(port, prometheus=prometheus)
+    data_dir = Settings().ministudio_data_dir or DEFAULT_DATA_DIR
+    platform = Platform(port, prometheus=prometheus, data_dir=data_dir, fresh=fresh)
     try:
         platform.start()
+        where = platform.data.credentials if platform.data else None
         platform.say(
             "\n".join(
                 [
                     f"API:          {platform.url}  (docs at {platform.url}/docs)",
+                    f"Console:      {platform.url}/console/  (sign in with a key below; built by make install)",
                     f"Admin key:    {platform.admin_key}",
-                    f"Demo tenant:  {DEMO_TENANT}  key {platform.demo_key}",
+                    f"Demo tenant:  {DEMO_TENANT}  key {platform.demo_key}" + (f"  (kept in {where})" if where else ""),
                     "Try:          curl -H 'Authorization: Bearer <demo key>' "
                     f"-F purpose=fine-tune -F file=@data.jsonl {platform.url}/v1/files",
                     "Mini Studio ready",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from functions.core import catalogue
+from functions.core.model_kinds import EMBEDDING_ALIASES, EMBEDDING_MODEL, canonical
 from functions.core.models import FineTunedModel
 from functions.core.settings import Settings
 from functions.deployments import service as deployments
@@ -32,13 +33,15 @@ def _fine_tuned(model: FineTunedModel) -> ModelCard:
 
 
 def list_models(store: Store, settings: Settings, client_code: str) -> list[ModelCard]:
-    """Base models first (in the catalogue's order), then the tenant's fine-tuned models, oldest first."""
-    return [_base(m) for m in settings.base_models] + [_fine_tuned(m) for m in store.models.list(client_code)]
+    """Base models first (in the catalogue's order), the embedding model (`/v1/embeddings`), then the tenant's
+    fine-tuned models, oldest first."""
+    served = [*settings.base_models, EMBEDDING_MODEL]
+    return [_base(m) for m in served] + [_fine_tuned(m) for m in store.models.list(client_code)]
 
 
 def retrieve(store: Store, settings: Settings, client_code: str, model_id: str) -> ModelCard:
-    if model_id in settings.base_models:
-        return _base(model_id)
+    if model_id in settings.base_models or model_id in EMBEDDING_ALIASES:
+        return _base(canonical(model_id))
     return _fine_tuned(artifacts.fine_tuned(store, client_code, model_id))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from functions.core.lazy import Lazy
 from functions.core.observability import log
 from functions.core.settings import Settings, get_settings
+from functions.store import rate_limit
 
 RETRY_AFTER_FAILURE_SECONDS = 5.0
 TOMBSTONE = "~invalidated"  # not JSON, so no cached value can look like it
@@ -166,24 +167,63 @@ class Cache:
         if keys:
             self._call(lambda r: r.delete(*keys))
 
+    def list_push(self, key: str, value: str, ttl: int) -> None:
+        """Append to a list (KEDA's Redis scaler reads its length), which expires `ttl` seconds after the last push."""
+
+        def op(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.rpush(key, value)
+            pipe.expire(key, ttl)
+            pipe.execute()
+
+        self._call(op)
+
+    def list_remove(self, key: str, value: str) -> None:
+        self._call(lambda r: r.lrem(key, 0, value))
+
+    def list_length(self, key: str) -> int:
+        return int(self._call(lambda r: r.llen(key)) or 0)
+
+    def count(self, key: str, delta: int, ttl: int) -> None:
+        """Add `delta` to a counter that expires `ttl` seconds after its last change (a lost decrement heals)."""
+
+        def op(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.incrby(key, delta)
+            pipe.expire(key, ttl)
+            pipe.execute()
+
+        self._call(op)
+
+    def counter(self, key: str) -> int:
+        return int(self._call(lambda r: r.get(key)) or 0)
+
+    def _rate_limiter(self, r: Any) -> Any:
+        if self._limiter is None:
+            self._limiter = rate_limit.limiter(self.url, r)
+        return self._limiter
+
     def rate_limit(self, key: str, limit: int, window_seconds: int) -> float | None:
-        """Count one hit against `limit` per sliding `window_seconds` (the `limits` library's sliding window
-        counter: a burst at a fixed window's boundary cannot pass 2x). None when the hit is allowed or Redis is
-        unavailable; else the seconds until one more would be."""
+        """Count one hit against `limit` per sliding `window_seconds` (functions/store/rate_limit.py). None when the
+        hit is allowed or Redis is unavailable; else the seconds until one more would be."""
+        return self._call(lambda r: rate_limit.hit(self._rate_limiter(r), key, limit, window_seconds))
 
-        def op(r: Any) -> float | None:
-            from limits import RateLimitItemPerSecond
-            from limits.storage import RedisStorage
-            from limits.strategies import SlidingWindowCounterRateLimiter
+    def rate_limit_wait(self, key: str, limit: int, window_seconds: int) -> float:
+        """The seconds until one more hit would be allowed (0 when Redis cannot tell)."""
+        return self._call(lambda r: rate_limit.wait(self._rate_limiter(r), key, limit, window_seconds)) or 0.0
 
-            if self._limiter is None:  # shares this cache's connection pool (and its timeouts)
-                storage = RedisStorage(self.url or "redis://", connection_pool=r.connection_pool, key_prefix="rl")
-                self._limiter = SlidingWindowCounterRateLimiter(storage)
-            item = RateLimitItemPerSecond(limit, window_seconds)
-            if self._limiter.hit(item, key):
-                return None
-            reset_at = self._limiter.get_window_stats(item, key).reset_time
-            return max(0.0, reset_at - time.time())
+    def read_and_hit(
+        self, keys: list[str], rate_key: str, limit: int, window_seconds: int
+    ) -> tuple[tuple[str | None, ...], bool] | None:
+        """GET each of `keys` (raw; a tombstone reads as None) and count one hit as `rate_limit` does, in one round
+        trip. The values and whether the hit was allowed; None when Redis is unavailable or this instance has not
+        counted a hit yet (nor loaded `limits`' script): then the caller takes the long way."""
+        if self._limiter is None:
+            return None
+
+        def op(r: Any) -> tuple[tuple[str | None, ...], bool] | None:
+            done = rate_limit.read_and_hit(r, self._limiter, keys, rate_key, limit, window_seconds)
+            return None if done is None else (tuple(None if v == TOMBSTONE else v for v in done[0]), done[1])
 
         return self._call(op)
 

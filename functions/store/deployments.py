@@ -10,7 +10,7 @@ from functions.core.models import Deployment, DeploymentStatus, InferenceLog
 from functions.store.paging import Page
 from functions.store.repo import Repo, StatefulRepo
 
-LIVE = [DeploymentStatus.pending, DeploymentStatus.deploying, DeploymentStatus.ready]
+LIVE = [s for s in DeploymentStatus if s.live]
 
 
 class DeploymentRepo(StatefulRepo[Deployment]):

@@ -1,4 +1,5 @@
-"""MongoDB repositories. MONGODB_URL selects a real server; unset means an embedded mongomock (not durable).
+"""MongoDB repositories. MONGODB_URL selects a real server; unset, the embedded montydb store under the data
+directory (durable, functions/store/embedded.py), or with no data directory an in-process mongomock (tests).
 
 Every status change is a conditional `find_one_and_update` on the expected current status, so a duplicate or
 late message can never move a record backwards or twice.
@@ -7,6 +8,7 @@ late message can never move a record backwards or twice.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from functions.core import names
@@ -151,12 +153,17 @@ def connect(settings: Settings) -> Store:
         client: Any = MongoClient(
             settings.mongodb_url, serverSelectionTimeoutMS=5000, appname="ministudio", tz_aware=False
         )
+        db: Any = client[settings.database_name]
+    elif settings.ministudio_data_dir:
+        from functions.store.embedded import open_database
+
+        db = open_database(Path(settings.ministudio_data_dir) / "documents", settings.database_name)
     else:
         import mongomock
 
-        client = mongomock.MongoClient()
-        log("warning", "MongoDB: embedded in-process store (mongomock), not durable; set MONGODB_URL for a real server")
-    store = Store(client[settings.database_name])
+        db = mongomock.MongoClient()[settings.database_name]
+        log("warning", "MongoDB: in-process store (mongomock), not durable; set MONGODB_URL or MINISTUDIO_DATA_DIR")
+    store = Store(db)
     store.ensure_indexes()
     return store
 

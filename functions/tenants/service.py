@@ -11,7 +11,9 @@ Redis cannot take the tombstone in time the change is refused with a 503 and Mon
 from __future__ import annotations
 
 import hmac
+import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from functions.core import ids
@@ -152,7 +154,72 @@ def authenticate_admin(admin_key: str | None, bearer: str | None) -> None:
 
 
 def check_rate_limit(cache: Cache, settings: Settings, tenant: Tenant) -> None:
-    limit = tenant.rate_limit_per_minute or settings.rate_limit_per_minute
+    limit = _limit(settings, tenant)
     wait = cache.rate_limit(tenant.client_code, limit, RATE_WINDOW_SECONDS)
     if wait is not None:
-        raise RateLimited(f"rate limit of {limit} requests per minute exceeded", retry_after=max(1, math.ceil(wait)))
+        raise _rate_limited(limit, wait)
+
+
+def _limit(settings: Settings, tenant: Tenant) -> int:
+    return tenant.rate_limit_per_minute or settings.rate_limit_per_minute
+
+
+def _rate_limited(limit: int, wait: float) -> RateLimited:
+    return RateLimited(f"rate limit of {limit} requests per minute exceeded", retry_after=max(1, math.ceil(wait)))
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A key this process has authenticated: its tenant, and the Redis values that said so (once confirmed)."""
+
+    tenant: Tenant
+    raw: tuple[str | None, ...] | None = None
+
+
+_SEEN: dict[str, _Seen] = {}
+_SEEN_MAX = 4096
+
+
+def authenticate_and_limit(store: Store, cache: Cache, settings: Settings, bearer: str | None) -> Tenant:
+    """`authenticate` then `check_rate_limit`, in one Redis round trip for a key this process has seen before.
+
+    The key's cache entry and its tenant's are read again on every request (so a revoke or a config change, which
+    tombstones them, takes effect at once), in the same pipeline as the rate-limit hit for the tenant this key had
+    last time. When Redis still says what it said then, that is the answer. Otherwise the long way decides, and the
+    hit already counted stands if it was for the same tenant and limit (never counted twice)."""
+    if not bearer:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    key_hash = ids.hash_key(bearer)
+    seen = _SEEN.get(key_hash)
+    counted: tuple[str, int, bool] | None = None
+    if seen is not None:
+        code, limit = seen.tenant.client_code, _limit(settings, seen.tenant)
+        read = cache.read_and_hit([api_key_key(key_hash), tenant_key(code)], code, limit, RATE_WINDOW_SECONDS)
+        if read is not None:
+            raw, allowed = read
+            if raw == seen.raw or _confirms(raw, seen.tenant):
+                seen.raw = raw
+                if not allowed:
+                    raise _rate_limited(limit, cache.rate_limit_wait(code, limit, RATE_WINDOW_SECONDS))
+                return seen.tenant
+            counted = (code, limit, allowed)
+        _SEEN.pop(key_hash, None)
+    tenant = authenticate(store, cache, settings, bearer)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()  # rare (that many keys in one process), and only costs the next requests the long way
+    _SEEN[key_hash] = _Seen(tenant)
+    limit = _limit(settings, tenant)
+    if counted is None or counted[:2] != (tenant.client_code, limit):
+        check_rate_limit(cache, settings, tenant)
+    elif not counted[2]:
+        raise _rate_limited(limit, cache.rate_limit_wait(tenant.client_code, limit, RATE_WINDOW_SECONDS))
+    return tenant
+
+
+def _confirms(raw: tuple[str | None, ...], tenant: Tenant) -> bool:
+    """Whether Redis's entries (the key's, the tenant's) name this tenant as it is, active."""
+    key_entry, tenant_entry = raw
+    if key_entry is None or tenant_entry is None or json.loads(key_entry) != tenant.client_code:
+        return False
+    cached = Tenant.model_validate(json.loads(tenant_entry))
+    return cached == tenant and cached.status == "active"

@@ -39,7 +39,7 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 # modules, which import only pydantic, are copied in as they are. tests/infra/test_bundle.py checks that every
 # ministudio_common module `functions` imports is listed here.
 SHARED_SRC = Path("containers/common/src")
-VENDORED = ("ministudio_common/__init__.py", "ministudio_common/spec.py")
+VENDORED = ("ministudio_common/__init__.py", "ministudio_common/catalogue.py", "ministudio_common/spec.py")
 
 
 class BundlingError(RuntimeError):

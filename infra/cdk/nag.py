@@ -16,8 +16,13 @@ from constructs import IConstruct
 LAMBDA_BASIC = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 LAMBDA_VPC = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 
-# Handlers the CDK adds for bucket notifications, auto-deleted buckets and emptied ECR repositories.
-_CDK_HANDLERS = ("BucketNotificationsHandler", "Custom::S3AutoDeleteObjects", "Custom::ECRAutoDeleteImages")
+# Handlers the CDK adds for bucket notifications, auto-deleted buckets, emptied ECR repositories and bucket deployments.
+_CDK_HANDLERS = (
+    "BucketNotificationsHandler",
+    "Custom::S3AutoDeleteObjects",
+    "Custom::ECRAutoDeleteImages",
+    "Custom::CDKBucketDeployment",
+)
 
 
 def suppress(

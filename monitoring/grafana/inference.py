@@ -3,212 +3,173 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
-from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from monitoring.grafana.panels import (
-    RATE,
-    SERVERS,
-    quantiles,
-    query,
-    stat_panel,
-    timeseries_panel,
-    variable,
+from monitoring.grafana.panels import RATE, SERVERS, dashboard, quantiles, variable
+
+REQUESTS = f"rate(api_requests_total{{{SERVERS}}}{RATE})"
+FIVE_XX = f'rate(api_requests_total{{{SERVERS}, status=~"5.."}}{RATE})'
+ERRORS = f"sum by (deployment) ({FIVE_XX}) / sum by (deployment) ({REQUESTS})"
+CACHE = f"rate(ministudio_cache_requests_total{{{SERVERS}}}{RATE})"
+HITS = f'rate(ministudio_cache_requests_total{{{SERVERS}, result="hit"}}{RATE})'
+CACHE_HITS = f"sum by (cache) ({HITS}) / sum by (cache) ({CACHE})"
+WAITING = "vllm:num_requests_waiting"
+TOKENS, QUEUE = ("generated ", "prompt "), ("waiting ", "running ")
+ROUTE_P95 = (
+    f"histogram_quantile(0.95, sum by (le, endpoint) (rate(api_request_duration_seconds_bucket{{{SERVERS}}}{RATE})))"
 )
 
 
+def per_deployment(how: str, *series: str, prefixes: tuple[str, ...] = ("",)) -> list[tuple[str, str]]:
+    """`how` (sum, avg, max) over each deployment's part of each series, labelled by deployment after its prefix."""
+    return [
+        (f"{how} by (deployment) ({expr})", f"{prefix}{{{{deployment}}}}")
+        for expr, prefix in zip(series, prefixes, strict=True)
+    ]
+
+
+def servers(metric: str) -> str:
+    return f"{metric}{{{SERVERS}}}"
+
+
+def rate(metric: str) -> str:
+    return f"rate({metric}{{{SERVERS}}}{RATE})"
+
+
 def inference() -> Dashboard:
-    requests = f"rate(api_requests_total{{{SERVERS}}}{RATE})"
-    return (
-        Dashboard("Mini Studio / inference servers")
-        .uid("ministudio-inference")
-        .description("Traffic, latency, throughput, queue depth, adapters and caches of `ministudio-serve`.")
-        .tags(["ministudio", "inference"])
-        .refresh("10s")
-        .time("now-30m", "now")
-        .timezone(common.TimeZoneBrowser)
-        .with_variable(
-            variable("deployment", "Deployment", "label_values(vllm:num_requests_waiting, deployment)", ".+")
-        )
-        .with_variable(
+    return dashboard(
+        "Mini Studio / inference servers",
+        "ministudio-inference",
+        "Traffic, latency, throughput, queue depth, adapters and caches of `ministudio-serve`.",
+        ["ministudio", "inference"],
+        variables=(
+            variable("deployment", "Deployment", "label_values(vllm:num_requests_waiting, deployment)", ".+"),
             variable(
                 "tenant", "Tenant", 'label_values(vllm:num_requests_waiting{deployment=~"$deployment"}, tenant)', ".*"
-            )
-        )
-        .with_row(Row("Overview"))
-        .with_panel(
-            stat_panel(
+            ),
+        ),
+        overview=[
+            (
                 "Requests waiting",
                 "short",
                 "vllm:num_requests_waiting summed over the selected servers: what KEDA scales on.",
-                query(f"sum(vllm:num_requests_waiting{{{SERVERS}}})"),
-            )
-        )
-        .with_panel(
-            stat_panel(
+                [f"sum({servers('vllm:num_requests_waiting')})"],
+            ),
+            (
                 "Generated tokens/s",
                 "short",
                 "Tokens generated per second across the selected servers.",
-                query(f"sum(rate(vllm:generation_tokens_total{{{SERVERS}}}{RATE}))"),
-            )
-        )
-        .with_panel(
-            stat_panel(
+                [f"sum({rate('vllm:generation_tokens_total')})"],
+            ),
+            (
                 "LoRA adapters loaded",
                 "short",
                 "Adapters held in memory across the selected servers.",
-                query(f"sum(ministudio_lora_adapters_loaded{{{SERVERS}}})"),
-            )
-        )
-        .with_panel(
-            stat_panel(
+                [f"sum({servers('ministudio_lora_adapters_loaded')})"],
+            ),
+            (
                 "Models loaded",
                 "short",
                 "Servers whose model is loaded (seed 002's model_loaded).",
-                query(f"sum(model_loaded{{{SERVERS}}})"),
-            )
-        )
-        .with_row(Row("Traffic"))
-        .with_panel(
-            timeseries_panel(
-                "Requests by status",
-                "reqps",
-                "HTTP requests per second by deployment and status (seed 002's api_requests_total).",
-                query(f"sum by (deployment, status) ({requests})", "{{deployment}} {{status}}"),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Generations by model and outcome",
-                "reqps",
-                "Completions per second by model (base or adapter) and outcome.",
-                query(
-                    f"sum by (model, status) (rate(ministudio_inference_requests_total{{{SERVERS}}}{RATE}))",
-                    "{{model}} {{status}}",
+                [f"sum({servers('model_loaded')})"],
+            ),
+        ],
+        rows={
+            "Traffic": [
+                (
+                    "Requests by status",
+                    "reqps",
+                    "HTTP requests per second by deployment and status (seed 002's api_requests_total).",
+                    [(f"sum by (deployment, status) ({REQUESTS})", "{{deployment}} {{status}}")],
                 ),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Server errors",
-                "percentunit",
-                "Share of requests answered 5xx.",
-                query(
-                    f'sum by (deployment) (rate(api_requests_total{{{SERVERS}, status=~"5.."}}{RATE})) '
-                    f"/ sum by (deployment) ({requests})",
-                    "{{deployment}}",
+                (
+                    "Generations by model and outcome",
+                    "reqps",
+                    "Completions per second by model (base or adapter) and outcome.",
+                    [
+                        (
+                            f"sum by (model, status) ({rate('ministudio_inference_requests_total')})",
+                            "{{model}} {{status}}",
+                        )
+                    ],
                 ),
-            )
-        )
-        .with_row(Row("Latency"))
-        .with_panel(
-            timeseries_panel(
-                "Request latency",
-                "s",
-                "End-to-end generation latency (vllm:e2e_request_latency_seconds).",
-                *quantiles("vllm:e2e_request_latency_seconds", "deployment", "{{deployment}}"),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Time to first token",
-                "s",
-                "vllm:time_to_first_token_seconds: queueing plus prefill.",
-                *quantiles("vllm:time_to_first_token_seconds", "deployment", "{{deployment}}"),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "HTTP latency by route (p95)",
-                "s",
-                "Seed 002's api_request_duration_seconds, by route.",
-                query(
-                    "histogram_quantile(0.95, sum by (le, endpoint) "
-                    f"(rate(api_request_duration_seconds_bucket{{{SERVERS}}}{RATE})))",
-                    "{{endpoint}}",
+                ("Server errors", "percentunit", "Share of requests answered 5xx.", [(ERRORS, "{{deployment}}")]),
+            ],
+            "Latency": [
+                (
+                    "Request latency",
+                    "s",
+                    "End-to-end generation latency (vllm:e2e_request_latency_seconds).",
+                    quantiles("vllm:e2e_request_latency_seconds", "deployment", "{{deployment}}"),
                 ),
-            )
-        )
-        .with_row(Row("Throughput"))
-        .with_panel(
-            timeseries_panel(
-                "Tokens/s",
-                "short",
-                "Prompt tokens prefilled and tokens generated per second.",
-                query(
-                    f"sum by (deployment) (rate(vllm:generation_tokens_total{{{SERVERS}}}{RATE}))",
-                    "generated {{deployment}}",
+                (
+                    "Time to first token",
+                    "s",
+                    "vllm:time_to_first_token_seconds: queueing plus prefill.",
+                    quantiles("vllm:time_to_first_token_seconds", "deployment", "{{deployment}}"),
                 ),
-                query(
-                    f"sum by (deployment) (rate(vllm:prompt_tokens_total{{{SERVERS}}}{RATE}))",
-                    "prompt {{deployment}}",
+                (
+                    "HTTP latency by route (p95)",
+                    "s",
+                    "Seed 002's api_request_duration_seconds, by route.",
+                    [(ROUTE_P95, "{{endpoint}}")],
                 ),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Tokens/s per request",
-                "short",
-                "Seed 002's tokens_per_second: a moving average of each request's generation rate.",
-                query(f"avg by (deployment) (tokens_per_second{{{SERVERS}}})", "{{deployment}}"),
-            )
-        )
-        .with_row(Row("Queue and capacity"))
-        .with_panel(
-            timeseries_panel(
-                "Queue depth",
-                "short",
-                "Requests waiting to join the batch (KEDA's trigger) and requests running in it.",
-                query(f"sum by (deployment) (vllm:num_requests_waiting{{{SERVERS}}})", "waiting {{deployment}}"),
-                query(f"sum by (deployment) (vllm:num_requests_running{{{SERVERS}}})", "running {{deployment}}"),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Adapters loaded",
-                "short",
-                "LoRA adapters held in memory per deployment.",
-                query(f"sum by (deployment) (ministudio_lora_adapters_loaded{{{SERVERS}}})", "{{deployment}}"),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "GPU memory",
-                "bytes",
-                "Memory the server process holds on its GPU (0 on CPU).",
-                query(f"sum by (deployment) (gpu_memory_usage_bytes{{{SERVERS}}})", "{{deployment}}"),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Model load time",
-                "s",
-                "How long each server took to load its model.",
-                query(f"max by (deployment) (model_load_seconds{{{SERVERS}}})", "{{deployment}}"),
-            )
-        )
-        .with_row(Row("Caches"))
-        .with_panel(
-            timeseries_panel(
-                "Cache hit rate",
-                "percentunit",
-                "Hits over lookups for each cache a server answers from (ministudio_cache_requests_total).",
-                query(
-                    f'sum by (cache) (rate(ministudio_cache_requests_total{{{SERVERS}, result="hit"}}{RATE})) '
-                    f"/ sum by (cache) (rate(ministudio_cache_requests_total{{{SERVERS}}}{RATE}))",
-                    "{{cache}}",
+            ],
+            "Throughput": [
+                (
+                    "Tokens/s",
+                    "short",
+                    "Prompt tokens prefilled and tokens generated per second.",
+                    per_deployment(
+                        "sum", rate("vllm:generation_tokens_total"), rate("vllm:prompt_tokens_total"), prefixes=TOKENS
+                    ),
                 ),
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Cache lookups",
-                "reqps",
-                "Lookups per second by cache and result.",
-                query(
-                    f"sum by (cache, result) (rate(ministudio_cache_requests_total{{{SERVERS}}}{RATE}))",
-                    "{{cache}} {{result}}",
+                (
+                    "Tokens/s per request",
+                    "short",
+                    "Seed 002's tokens_per_second: a moving average of each request's generation rate.",
+                    per_deployment("avg", servers("tokens_per_second")),
                 ),
-            )
-        )
+            ],
+            "Queue and capacity": [
+                (
+                    "Queue depth",
+                    "short",
+                    "Requests waiting to join the batch (KEDA's trigger) and requests running in it.",
+                    per_deployment("sum", servers(WAITING), servers("vllm:num_requests_running"), prefixes=QUEUE),
+                ),
+                (
+                    "Adapters loaded",
+                    "short",
+                    "LoRA adapters held in memory per deployment.",
+                    per_deployment("sum", servers("ministudio_lora_adapters_loaded")),
+                ),
+                (
+                    "GPU memory",
+                    "bytes",
+                    "Memory the server process holds on its GPU (0 on CPU).",
+                    per_deployment("sum", servers("gpu_memory_usage_bytes")),
+                ),
+                (
+                    "Model load time",
+                    "s",
+                    "How long each server took to load its model.",
+                    per_deployment("max", servers("model_load_seconds")),
+                ),
+            ],
+            "Caches": [
+                (
+                    "Cache hit rate",
+                    "percentunit",
+                    "Hits over lookups for each cache a server answers from (ministudio_cache_requests_total).",
+                    [(CACHE_HITS, "{{cache}}")],
+                ),
+                (
+                    "Cache lookups",
+                    "reqps",
+                    "Lookups per second by cache and result.",
+                    [(f"sum by (cache, result) ({CACHE})", "{{cache}} {{result}}")],
+                ),
+            ],
+        },
     )

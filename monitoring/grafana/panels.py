@@ -1,11 +1,14 @@
-"""The shapes every dashboard panel shares (grafana-foundation-sdk builders): the data source, PromQL selectors for
-inference servers and the control plane, time series and stat panels, latency quantiles, and template variables."""
+"""The shapes every dashboard shares (grafana-foundation-sdk builders): the data source, PromQL selectors for
+inference servers and the control plane, time series and stat panels, latency quantiles, template variables, and
+`dashboard`, which lays a dashboard out from tables of panels (title, unit, description, queries)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
-from grafana_foundation_sdk.builders.dashboard import QueryVariable
+from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, Row
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableOption, VariableRefresh
 
@@ -15,6 +18,9 @@ RATE = "[$__rate_interval]"
 # Inference servers only: `.+` as the "All" value keeps out series without a deployment (the control plane's).
 SERVERS = 'deployment=~"$deployment", tenant=~"$tenant"'
 CONTROL_PLANE = 'job="control-plane"'  # the job name in monitoring/prometheus/prometheus.yml
+# A query: its expression (legend "__auto"), (expression, legend), or one already built (`quantiles`).
+QuerySpec = str | tuple[str, str] | prometheus.Dataquery
+PanelSpec = tuple[str, str, str, Sequence[QuerySpec]]  # title, unit, description, queries
 
 
 def query(expr: str, legend: str = "__auto") -> prometheus.Dataquery:
@@ -81,3 +87,40 @@ def variable(name: str, label: str, query: str, all_value: str) -> QueryVariable
         .current(VariableOption(selected=True, text="All", value="$__all"))
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
     )
+
+
+def _query(spec: QuerySpec) -> prometheus.Dataquery:
+    if isinstance(spec, prometheus.Dataquery):
+        return spec
+    return query(spec) if isinstance(spec, str) else query(*spec)
+
+
+def dashboard(
+    title: str,
+    uid: str,
+    description: str,
+    tags: list[str],
+    overview: list[PanelSpec],
+    rows: dict[str, list[PanelSpec]],
+    variables: tuple[QueryVariable, ...] = (),
+) -> Dashboard:
+    """A dashboard: a row "Overview" of stat panels (one query each), then each row of `rows` as time series."""
+    board = (
+        Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(tags)
+        .refresh("10s")
+        .time("now-30m", "now")
+        .timezone(common.TimeZoneBrowser)
+    )
+    for var in variables:
+        board = board.with_variable(var)
+    board = board.with_row(Row("Overview"))
+    for name, unit, text, (single,) in overview:
+        board = board.with_panel(stat_panel(name, unit, text, _query(single)))
+    for row, panels in rows.items():
+        board = board.with_row(Row(row))
+        for name, unit, text, queries in panels:
+            board = board.with_panel(timeseries_panel(name, unit, text, *map(_query, queries)))
+    return board

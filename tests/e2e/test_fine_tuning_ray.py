@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from functions.core.settings import get_settings
 from functions.local.runtime import Platform
+from tests.helpers.environ import environ
 from tests.helpers.ray_head import local_ray_head
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,19 +25,9 @@ BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 @pytest.fixture
 def on_ray(platform: Platform) -> Iterator[str]:
     pytest.importorskip("ray", reason="the `ray` package is not installed (pip install 'ray[default]')")
-    with local_ray_head(os.environ) as address:  # the head's jobs see the platform's S3 endpoint
-        saved = {k: os.environ.get(k) for k in ("COMPUTE_BACKEND", "RAY_HEAD_ADDRESS")}
-        os.environ.update(COMPUTE_BACKEND="ray", RAY_HEAD_ADDRESS=address)
-        get_settings.cache_clear()  # the workers read settings per message: new jobs go to Ray
-        try:
-            yield address
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            get_settings.cache_clear()
+    # The head's jobs see the platform's S3 endpoint; the workers read settings per message: new jobs go to Ray.
+    with local_ray_head(os.environ) as address, environ(COMPUTE_BACKEND="ray", RAY_HEAD_ADDRESS=address):
+        yield address
 
 
 def test_job_runs_as_a_ray_job_and_produces_an_adapter(

@@ -25,6 +25,7 @@ from functions.core.settings import get_settings
 from functions.local.runtime import Platform
 from functions.store.mongo import get_store
 from tests.e2e import zorbia
+from tests.helpers.deployments import register_fine_tuned
 from tests.helpers.openai_schema import assert_openai
 
 # The first test to use `zorbia_job` also waits for its real training run: can pass 600 s on a busy machine.
@@ -83,21 +84,15 @@ def _copy_adapter(job: Any, factor: float, tag: str, tmp: Path) -> str:
     settings = get_settings()
     s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url)
     source = f"artifacts/demo/{job.id}/adapter/"
-    job_id = ids.new_id("ftjob-")
-    target = f"artifacts/demo/{job_id}/adapter/"
+    files = {}
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         local = tmp / f"{tag}-{name}"
         s3.download_file(settings.artifacts_bucket, source + name, str(local))
         if name.endswith(".safetensors"):
             tensors = load_file(str(local))
             save_file({k: v * factor if "lora_B" in k else v for k, v in tensors.items()}, str(local))
-        s3.upload_file(str(local), settings.artifacts_bucket, target + name)
-    model_id = f"ft:{BASE}:demo:{tag}:{job_id}"
-    uri = f"s3://{settings.artifacts_bucket}/{target}"
-    get_store().models.add(
-        FineTunedModel(id=model_id, client_code="demo", base_model=BASE, job_id=job_id, adapter_uri=uri)
-    )
-    return model_id
+        files[name] = local.read_bytes()
+    return register_fine_tuned("demo", BASE, tag, files)
 
 
 def test_deploy_chat_fine_tuned_adapters_usage_and_undeploy(

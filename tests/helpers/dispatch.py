@@ -63,3 +63,35 @@ def store_with_dataset(database: str = "dispatch", bucket: str = "bucket") -> St
         )
     )
     return store
+
+
+class Crash(Exception):
+    """A crash injected into dispatch right after one of its state writes."""
+
+
+def crash_plan(job_ids: list[str]) -> dict[str, int]:
+    """For each job, which of its writes to crash after: dispatch writes, in order, transition(queued→dispatching),
+    the backend submit, transition(→running) and the status event; the jobs take turns over the four."""
+    return {job_id: 1 + int(job_id[-4:]) % 4 for job_id in job_ids}
+
+
+def inject_crashes(store: Store, backend: Any, plan: dict[str, int]) -> tuple[Any, Any]:
+    """Make `store` crash (raise Crash) once per planned job, right after the planned write has happened; returns the
+    backend's own submit and its crashing wrapper (to install around each delivery)."""
+    seen: Counter[str] = Counter()
+
+    def after(fn: Any, job_of: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = fn(*args, **kwargs)
+            job_id = job_of(*args, **kwargs)
+            seen[job_id] += 1
+            if plan.get(job_id) == seen[job_id]:
+                del plan[job_id]  # crash once, at the planned write
+                raise Crash(job_id)
+            return result
+
+        return wrapper
+
+    store.jobs.transition = after(store.jobs.transition, lambda job_id, *a, **k: job_id)  # type: ignore[method-assign]
+    store.events.add = after(store.events.add, lambda event: event.job_id)  # type: ignore[method-assign]
+    return backend.submit, after(backend.submit, lambda name, spec: spec.job_id)

@@ -125,7 +125,7 @@ def test_buckets_and_queues_refuse_plain_http(dev: Synth) -> None:
 
 def test_buckets_block_public_access_encrypt_and_log_access(dev: Synth) -> None:
     buckets = dev.resources("controlplane", "AWS::S3::Bucket")
-    assert len(buckets) == 3  # datasets, artifacts, access logs
+    assert len(buckets) == 5  # datasets, artifacts, access logs, the console's files and its CloudFront logs
     for lid, bucket in buckets.items():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(

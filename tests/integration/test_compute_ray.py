@@ -6,10 +6,10 @@ when the `ray` package is not installed; the tests that need no head always run.
 
 from __future__ import annotations
 
+import functools
 import socket
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +21,16 @@ from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.ray import RayBackend, RayBackendError
 from functions.core.settings import Settings
 from functions.local.procs import free_port
+from tests.helpers import waiting
 from tests.helpers.fake_trainer import write_fake_trainer
 from tests.helpers.ray_head import local_ray_head
+from tests.helpers.specs import training_spec
 
 START_TIMEOUT = 90.0
 pytestmark = pytest.mark.slow
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.2)
+wait_for = functools.partial(waiting.wait_for, timeout=60.0, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +59,7 @@ def make_backend(address: str, script: Path, **settings: Any) -> RayBackend:
 
 def spec(tmp_path: Path, name: str, **behaviour: Any) -> TrainingSpec:
     hp = {"pid_file": str(tmp_path / f"{name}.pids"), **behaviour}
-    return TrainingSpec(
-        job_id=name,
-        tenant="acme",
-        model="m",
-        training_file="s3://b/train.jsonl",
-        output=f"s3://b/artifacts/acme/{name}/",
-        hyperparameters=hp,
-    )
+    return training_spec(name, hyperparameters=hp)
 
 
 def wait_state(backend: RayBackend, name: str, *states: RunState) -> RunStatus:

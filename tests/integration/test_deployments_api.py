@@ -4,47 +4,17 @@ Llama (SmolLM2's tokenizer), the dispatch worker run as Lambda's event source wo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import boto3
-import pytest
 from fastapi.testclient import TestClient
 
-from functions.compute import reset_training_backends
 from functions.compute.machine import process_key
-from functions.core import ids, names
-from functions.core.models import FineTunedModel
-from functions.core.settings import Settings, get_settings
-from functions.store.mongo import get_store
-from tests.conftest import _drainer
-from tests.helpers.deployments import chat, sse, until
+from functions.core.settings import get_settings
+from tests.helpers.deployments import chat, register_fine_tuned, sse, tiny_adapter_files, until
 from tests.helpers.openai_schema import assert_openai
-from tests.helpers.tiny_models import tiny_serving_model
 
 Headers = dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_serving_model(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture
-def serving(
-    env: Callable[..., Settings], tiny_dir: Path, tmp_path: Path, resources: Any
-) -> Iterator[Callable[[], int]]:
-    """Settings for local serving of the tiny model; yields a drain of the dispatch queue (the worker)."""
-    from functions.workers import dispatch as worker
-
-    env(
-        LOCAL_SERVING_DIR=str(tmp_path / "serving"),
-        INFERENCE_API_KEY="server-key",
-        BASE_MODELS=json.dumps([str(tiny_dir)]),
-    )
-    yield _drainer(resources, names.DISPATCH_QUEUE, worker.handler)
-    reset_training_backends()  # stops every server this test started
 
 
 def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
@@ -102,28 +72,8 @@ def test_base_deployment_serves_chat_streams_logs_usage_and_deletes(
 
 
 def _register_adapter(tmp_path: Path, tag: str, corrupt: bool = False) -> str:
-    from ministudio_common import loader
-    from transformers import AutoTokenizer
-
-    from tests.helpers.datasets import edit_json
-    from tests.helpers.tiny_models import BASE, save_adapter
-
-    settings = get_settings()
-    job_id = ids.new_id("ftjob-")
-    prefix = f"{names.ARTIFACTS_PREFIX}acme/{job_id}/adapter/"
-    folder = save_adapter(tmp_path / tag, AutoTokenizer.from_pretrained(loader.resolve(BASE)), seed=3)
-    base = settings.base_models[0]
-    edit_json(folder / "adapter_config.json", base_model_name_or_path=base)  # what the server serves: the tiny dir
-    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url)
-    for file in folder.iterdir():
-        body = b"not tensors" if corrupt and file.suffix == ".safetensors" else file.read_bytes()
-        s3.put_object(Bucket=settings.artifacts_bucket, Key=prefix + file.name, Body=body)
-    model_id = f"ft:{base}:acme:{tag}:{job_id}"
-    uri = f"s3://{settings.artifacts_bucket}/{prefix}"
-    get_store().models.add(
-        FineTunedModel(id=model_id, client_code="acme", base_model=base, job_id=job_id, adapter_uri=uri)
-    )
-    return model_id
+    base = get_settings().base_models[0]  # what the server serves: the tiny dir
+    return register_fine_tuned("acme", base, tag, tiny_adapter_files(tmp_path / tag, base, corrupt))
 
 
 def test_adapters_ride_on_the_base_server_and_a_corrupt_one_fails_alone(

@@ -63,13 +63,8 @@ def test_invalid_file_ends_error_with_line_numbers_and_reasons(
 
 
 def test_seed_upload_route_returns_the_seed_body_and_mirrors_to_dfs(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    env: Callable[..., Any],
-    tmp_path: Path,
-    ingest: Callable[[], int],
+    client: TestClient, make_tenant: Callable[..., Headers], dfs: Path, ingest: Callable[[], int]
 ) -> None:
-    env(DFS_BASE_PATH=str(tmp_path))
     acme = make_tenant("acme")
     data = chat_lines(11)
     response = client.post("/fine_tuning/upload-dataset/acme", headers=acme, files={"file": ("d.jsonl", data)})

@@ -8,11 +8,10 @@ jobs go through the API, the dispatch queue and the dispatch worker; what a user
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,16 @@ from functions.local.resources import LocalResources
 from functions.local.runtime import Platform
 from functions.local.sqs_poller import SqsPoller
 from functions.store.mongo import get_store
+from tests.helpers import waiting
 from tests.helpers.datasets import chat_lines
 from tests.helpers.fake_trainer import write_fake_trainer
+from tests.helpers.jobs import Jobs, create, validated_file
+from tests.helpers.tiny_models import BASE
 
 Headers = dict[str, str]
-BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        time.sleep(0.05)
-    return value
+wait_for = functools.partial(waiting.wait_for, timeout=10.0)
 
 
 class Trainers:
@@ -89,15 +85,19 @@ def dispatch_worker(resources: LocalResources, env: Callable[..., Settings]) -> 
     return lambda: poller.drain(timeout=60)
 
 
-def start_job(client: TestClient, headers: Headers, ingest: Callable[[], int], dispatch: Callable[[], int]) -> str:
-    file_id = client.post(
-        "/v1/files", headers=headers, data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", chat_lines(12))}
-    ).json()["id"]
-    ingest()
-    job = client.post("/v1/fine_tuning/jobs", headers=headers, json={"model": BASE, "training_file": file_id})
-    assert job.status_code == 200, job.text
-    dispatch()
-    return str(job.json()["id"])
+@pytest.fixture
+def start(
+    client: TestClient, ingest: Callable[[], int], dispatch_worker: Callable[[], int]
+) -> Callable[[Headers], str]:
+    """Start a job as a user does (a validated file, POST the job) and let the dispatch worker launch it; its id."""
+
+    def start_job(headers: Headers) -> str:
+        job = create(client, headers, training_file=validated_file(client, headers, ingest, chat_lines(12)))
+        assert job.status_code == 200, job.text
+        dispatch_worker()
+        return str(job.json()["id"])
+
+    return start_job
 
 
 def job_of(client: TestClient, headers: Headers, job_id: str) -> dict[str, Any]:
@@ -106,15 +106,11 @@ def job_of(client: TestClient, headers: Headers, job_id: str) -> dict[str, Any]:
 
 
 def test_a_killed_trainer_fails_its_job_within_seconds_with_the_reason(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    dispatch_worker: Callable[[], int],
-    trainers: Trainers,
+    client: TestClient, make_tenant: Callable[..., Headers], start: Callable[[Headers], str], trainers: Trainers
 ) -> None:
     trainers.wire("sleep")
     acme = make_tenant("acme")
-    job_id = start_job(client, acme, ingest, dispatch_worker)
+    job_id = start(acme)
     pid = trainers.pid(job_id)
     assert job_of(client, acme, job_id)["status"] == "running"
 
@@ -128,15 +124,11 @@ def test_a_killed_trainer_fails_its_job_within_seconds_with_the_reason(
 
 
 def test_a_trainer_that_cannot_start_fails_its_job_at_once(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    dispatch_worker: Callable[[], int],
-    trainers: Trainers,
+    client: TestClient, make_tenant: Callable[..., Headers], start: Callable[[Headers], str], trainers: Trainers
 ) -> None:
     trainers.wire(command=[str(trainers.tmp / "no-such-trainer")])
     acme = make_tenant("acme")
-    job_id = start_job(client, acme, ingest, dispatch_worker)
+    job_id = start(acme)
     failed = wait_for(lambda: (j := job_of(client, acme, job_id))["status"] == "failed" and j, timeout=5)
     assert "could not start" in failed["error"]["message"]
 
@@ -144,8 +136,7 @@ def test_a_trainer_that_cannot_start_fails_its_job_at_once(
 def test_a_trainer_that_wrote_its_result_is_settled_once(
     client: TestClient,
     make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    dispatch_worker: Callable[[], int],
+    start: Callable[[Headers], str],
     status_worker: Callable[[], int],
     trainers: Trainers,
     monkeypatch: pytest.MonkeyPatch,
@@ -163,7 +154,7 @@ def test_a_trainer_that_wrote_its_result_is_settled_once(
     monkeypatch.setattr(store.jobs, "transition", counted)
     trainers.wire("succeed")
     acme = make_tenant("acme")
-    job_id = start_job(client, acme, ingest, dispatch_worker)
+    job_id = start(acme)
 
     # Settled by the exit, before the status queue's result.json event is even looked at...
     done = wait_for(lambda: (j := job_of(client, acme, job_id))["status"] == "succeeded" and j, timeout=15)
@@ -178,17 +169,13 @@ def test_a_trainer_that_wrote_its_result_is_settled_once(
 
 
 def test_cluster_status_shows_counts_and_only_the_callers_own_jobs(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    dispatch_worker: Callable[[], int],
-    trainers: Trainers,
+    client: TestClient, make_tenant: Callable[..., Headers], start: Callable[[Headers], str], trainers: Trainers
 ) -> None:
     trainers.wire("sleep")  # one run at a time (LOCAL_MAX_CONCURRENT_JOBS=1): the second job waits
     acme, globex = make_tenant("acme"), make_tenant("globex")
-    acme_job = start_job(client, acme, ingest, dispatch_worker)
+    acme_job = start(acme)
     trainers.pid(acme_job)
-    globex_job = start_job(client, globex, ingest, dispatch_worker)
+    globex_job = start(globex)
 
     seen = {}
     for name, headers, other in (("acme", acme, globex_job), ("globex", globex, acme_job)):
@@ -206,35 +193,17 @@ def test_cluster_status_shows_counts_and_only_the_callers_own_jobs(
     assert seen["acme"]["backend"] == "local" and seen["acme"]["cpu"]["total"] >= 1  # capacity stays
 
 
-def _put_json(s3: Any, key: str, value: dict[str, Any]) -> None:
-    s3.put_object(Bucket=get_settings().artifacts_bucket, Key=key, Body=json.dumps(value).encode())
-
-
 def test_deleting_a_model_removes_its_checkpoints_from_the_jobs_list(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    s3: Any,
-    status_worker: Callable[[], int],
+    client: TestClient, make_tenant: Callable[..., Headers], jobs: Jobs, s3: Any
 ) -> None:
     acme = make_tenant("acme")
     bucket = get_settings().artifacts_bucket
-    jobs = {}
+    made = {}
     for suffix in ("gone", "kept"):
-        file_id = client.post(
-            "/v1/files", headers=acme, data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", chat_lines(12))}
-        ).json()["id"]
-        ingest()
-        job_id = client.post(
-            "/v1/fine_tuning/jobs", headers=acme, json={"model": BASE, "training_file": file_id, "suffix": suffix}
-        ).json()["id"]
-        get_store().jobs.transition(job_id, ["queued"], JobStatus.running, run_name=job_id)  # as dispatch would
+        job_id = made[suffix] = jobs.running(acme, chat_lines(12), suffix=suffix)
         prefix = f"artifacts/acme/{job_id}/"
-        s3.put_object(Bucket=bucket, Key=prefix + "checkpoints/epoch-1/adapter_model.safetensors", Body=b"w")
-        status_worker()
-        _put_json(s3, prefix + "result.json", {"status": "succeeded", "adapter_uri": f"s3://{bucket}/{prefix}adapter/"})
-        status_worker()
-        jobs[suffix] = job_id
+        jobs.report(prefix + "checkpoints/epoch-1/adapter_model.safetensors", b"w")
+        jobs.report(prefix + "result.json", {"status": "succeeded", "adapter_uri": f"s3://{bucket}/{prefix}adapter/"})
 
     def checkpoints(job_id: str) -> list[dict[str, Any]]:
         listed: list[dict[str, Any]] = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints", headers=acme).json()[
@@ -242,11 +211,11 @@ def test_deleting_a_model_removes_its_checkpoints_from_the_jobs_list(
         ]
         return listed
 
-    assert len(checkpoints(jobs["gone"])) == 1 and len(checkpoints(jobs["kept"])) == 1
-    model = job_of(client, acme, jobs["gone"])["fine_tuned_model"]
+    assert len(checkpoints(made["gone"])) == 1 and len(checkpoints(made["kept"])) == 1
+    model = job_of(client, acme, made["gone"])["fine_tuned_model"]
     assert client.delete(f"/v1/models/{model}", headers=acme).status_code == 200
 
-    assert checkpoints(jobs["gone"]) == []
-    left = s3.list_objects_v2(Bucket=bucket, Prefix=f"artifacts/acme/{jobs['gone']}/checkpoints/")
+    assert checkpoints(made["gone"]) == []
+    left = s3.list_objects_v2(Bucket=bucket, Prefix=f"artifacts/acme/{made['gone']}/checkpoints/")
     assert left.get("KeyCount", 0) == 0
-    assert len(checkpoints(jobs["kept"])) == 1  # another model's checkpoints stay
+    assert len(checkpoints(made["kept"])) == 1  # another model's checkpoints stay

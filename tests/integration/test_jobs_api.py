@@ -9,24 +9,14 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from functions.core.model_kinds import EMBEDDING_MODEL
 from functions.core.settings import get_settings
 from tests.helpers.datasets import chat_lines
+from tests.helpers.jobs import Jobs, create, validated_file
 from tests.helpers.openai_schema import assert_openai
+from tests.helpers.tiny_models import BASE
 
 Headers = dict[str, str]
-BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-def validated_file(client: TestClient, headers: Headers, ingest: Callable[[], int], data: bytes | None = None) -> str:
-    file_id = client.post(
-        "/v1/files", headers=headers, data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", data or chat_lines(20))}
-    ).json()["id"]
-    ingest()
-    return str(file_id)
-
-
-def create(client: TestClient, headers: Headers, **body: Any) -> Any:
-    return client.post("/v1/fine_tuning/jobs", headers=headers, json={"model": BASE, **body})
 
 
 def test_create_job_queues_it_and_sends_one_dispatch_message(
@@ -140,24 +130,12 @@ def test_cancel_before_dispatch_is_immediate(
     assert again.status_code == 400
 
 
-def _put_json(s3: Any, key: str, value: dict[str, Any]) -> None:
-    s3.put_object(Bucket=get_settings().artifacts_bucket, Key=key, Body=json.dumps(value).encode())
-
-
 def test_trainer_artifacts_become_events_checkpoints_and_a_fine_tuned_model(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    s3: Any,
-    status_worker: Callable[[], int],
+    client: TestClient, make_tenant: Callable[..., Headers], jobs: Jobs, s3: Any
 ) -> None:
-    from functions.core.models import JobStatus
-    from functions.store.mongo import get_store
-
     acme = make_tenant("acme")
-    job = create(client, acme, training_file=validated_file(client, acme, ingest), suffix="calc").json()
-    get_store().jobs.transition(job["id"], ["queued"], JobStatus.running, run_name=job["id"])  # as dispatch would
-    prefix = f"artifacts/acme/{job['id']}/"
+    job_id = jobs.running(acme, suffix="calc")
+    prefix = f"artifacts/acme/{job_id}/"
     for step in (5, 10):
         progress = {
             "status": "running",
@@ -169,32 +147,20 @@ def test_trainer_artifacts_become_events_checkpoints_and_a_fine_tuned_model(
             "tokens_per_second": 150.0,
             "eta_seconds": 30,
         }
-        _put_json(s3, prefix + "progress.json", progress)
-        status_worker()
-    s3.put_object(
-        Bucket=get_settings().artifacts_bucket, Key=prefix + "checkpoints/epoch-1/adapter_model.safetensors", Body=b"w"
-    )
-    status_worker()
-    running = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
+        jobs.report(prefix + "progress.json", progress)
+    jobs.report(prefix + "checkpoints/epoch-1/adapter_model.safetensors", b"w")
+    running = client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=acme).json()
     assert running["status"] == "running" and running["progress"]["step"] == 10 and running["estimated_finish"]
-    _put_json(
-        s3,
-        prefix + "result.json",
-        {
-            "status": "succeeded",
-            "trained_tokens": 1234,
-            "adapter_uri": f"s3://{get_settings().artifacts_bucket}/{prefix}adapter/",
-        },
-    )
-    status_worker()
-    done = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
+    adapter_uri = f"s3://{get_settings().artifacts_bucket}/{prefix}adapter/"
+    jobs.report(prefix + "result.json", {"status": "succeeded", "trained_tokens": 1234, "adapter_uri": adapter_uri})
+    done = client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=acme).json()
     assert_openai("FineTuningJob", done)
-    name = f"ft:{BASE}:acme:calc:{job['id']}"
+    name = f"ft:{BASE}:acme:calc:{job_id}"
     assert done["status"] == "succeeded" and done["fine_tuned_model"] == name and done["trained_tokens"] == 1234
-    events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=acme, params={"limit": 100}).json()["data"]
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", headers=acme, params={"limit": 100}).json()["data"]
     metrics = [e for e in events if e["type"] == "metrics"]
     assert [e["data"]["step"] for e in metrics] == [10, 5] and "training loss=0.2000" in metrics[0]["message"]
-    checkpoints = client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints", headers=acme).json()
+    checkpoints = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints", headers=acme).json()
     assert_openai("ListFineTuningJobCheckpointsResponse", checkpoints)
     assert checkpoints["data"][0]["step_number"] == 10
     model = client.get(f"/v1/models/{name}", headers=acme)
@@ -202,7 +168,7 @@ def test_trainer_artifacts_become_events_checkpoints_and_a_fine_tuned_model(
     assert_openai("Model", model.json())
     listed = client.get("/v1/models", headers=acme).json()
     assert_openai("ListModelsResponse", listed)
-    assert {m["id"] for m in listed["data"]} == {BASE, name}
+    assert {m["id"] for m in listed["data"]} == {BASE, EMBEDDING_MODEL, name}
     globex = make_tenant("globex")
     assert client.get(f"/v1/models/{name}", headers=globex).status_code == 404
     assert client.delete(f"/v1/models/{BASE}", headers=acme).status_code == 400
@@ -213,47 +179,31 @@ def test_trainer_artifacts_become_events_checkpoints_and_a_fine_tuned_model(
     assert left.get("KeyCount", 0) == 0
 
 
-def test_failed_result_carries_the_trainers_error(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    s3: Any,
-    status_worker: Callable[[], int],
-) -> None:
-    from functions.core.models import JobStatus
-    from functions.store.mongo import get_store
-
+def test_failed_result_carries_the_trainers_error(make_tenant: Callable[..., Headers], jobs: Jobs) -> None:
     acme = make_tenant("acme")
-    job = create(client, acme, training_file=validated_file(client, acme, ingest)).json()
-    get_store().jobs.transition(job["id"], ["queued"], JobStatus.running)
+    job_id = jobs.running(acme)
     error = {"code": "invalid_hyperparameters", "message": "batch_size 64 exceeds memory", "param": "batch_size"}
-    _put_json(s3, f"artifacts/acme/{job['id']}/result.json", {"status": "failed", "error": error})
-    status_worker()
-    failed = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
+    jobs.report(f"artifacts/acme/{job_id}/result.json", {"status": "failed", "error": error})
+    failed = jobs.get(acme, job_id)
     assert failed["status"] == "failed" and failed["error"] == error
 
 
 def test_sagemaker_state_change_fails_a_job_that_left_no_result(
-    client: TestClient, make_tenant: Callable[..., Headers], ingest: Callable[[], int]
+    make_tenant: Callable[..., Headers], jobs: Jobs
 ) -> None:
     from pathlib import Path
 
-    from functions.core.models import JobStatus
     from functions.local.lambda_context import new_context
-    from functions.store.mongo import get_store
     from functions.workers import status
 
     acme = make_tenant("acme")
-    job = create(client, acme, training_file=validated_file(client, acme, ingest)).json()
-    get_store().jobs.transition(job["id"], ["queued"], JobStatus.running)
+    job_id = jobs.running(acme)
     event = json.loads(
         (Path(__file__).parents[2] / "events" / "eventbridge_training_job_state_change_sqs.json").read_text()
     )
     body = json.loads(event["Records"][0]["body"])
-    body["detail"].update(
-        TrainingJobName=job["id"], TrainingJobStatus="Failed", FailureReason="CapacityError: no ml.g5"
-    )
+    body["detail"].update(TrainingJobName=job_id, TrainingJobStatus="Failed", FailureReason="CapacityError: no ml.g5")
     event["Records"][0]["body"] = json.dumps(body)
     assert status.handler(event, new_context("status", 60)) == {"batchItemFailures": []}
-    failed = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
+    failed = jobs.get(acme, job_id)
     assert failed["status"] == "failed" and "CapacityError" in failed["error"]["message"]

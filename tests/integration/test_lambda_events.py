@@ -83,4 +83,5 @@ def test_reconcile_handler_runs_on_the_schedule_event(env: Any) -> None:
         "timed_out",
         "deploys_resent",
         "deployments_changed",
+        "deployments_idle",
     }

@@ -3,10 +3,10 @@ target: KEDA's query returns the requests actually waiting, and every dashboard 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from functions.compute.serving import queue_depth_query
 from functions.local import prometheus
 from functions.local.prometheus import LocalPrometheus, remove_target, write_target
+from tests.helpers import waiting
 from tests.helpers.monitoring import (
     DASHBOARDS,
     SERVER_KEY,
@@ -69,15 +70,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
     assert not started.data.exists(), "stop() leaves no TSDB behind"
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.2)
+eventually = functools.partial(waiting.wait_for, interval=0.2)
 
 
 def value(prom: LocalPrometheus, expr: str) -> float | None:

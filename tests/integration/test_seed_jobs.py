@@ -60,16 +60,11 @@ def test_submit_by_s3_key_or_uri(client: TestClient, make_tenant: Callable[..., 
 
 
 def test_submit_by_dfs_path_registers_an_unseen_file(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    env: Callable[..., Any],
-    tmp_path: Path,
-    ingest: Callable[[], int],
+    client: TestClient, make_tenant: Callable[..., Headers], dfs: Path, ingest: Callable[[], int]
 ) -> None:
-    env(DFS_BASE_PATH=str(tmp_path))
     acme = make_tenant("acme")
-    (tmp_path / "acme").mkdir()
-    path = tmp_path / "acme" / "hand-made.jsonl"
+    (dfs / "acme").mkdir()
+    path = dfs / "acme" / "hand-made.jsonl"
     path.write_bytes(chat_lines(15))
     job = submit(client, acme, dataset_filename=str(path)).json()["job"]
     ingest()
@@ -77,9 +72,9 @@ def test_submit_by_dfs_path_registers_an_unseen_file(
     again = submit(client, acme, dataset_filename="acme/hand-made.jsonl").json()["job"]
     assert again["training_file"] == job["training_file"]  # same file, registered once
     # Another tenant's folder and traversal are not found.
-    (tmp_path / "globex").mkdir()
-    (tmp_path / "globex" / "secret.jsonl").write_bytes(chat_lines(15))
-    for ref in (str(tmp_path / "globex" / "secret.jsonl"), "acme/../globex/secret.jsonl"):
+    (dfs / "globex").mkdir()
+    (dfs / "globex" / "secret.jsonl").write_bytes(chat_lines(15))
+    for ref in (str(dfs / "globex" / "secret.jsonl"), "acme/../globex/secret.jsonl"):
         refused = submit(client, acme, dataset_filename=ref)
         assert refused.status_code == 400 and refused.json()["ok"] is False, ref
 

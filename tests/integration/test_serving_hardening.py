@@ -14,52 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from functions.compute import reset_training_backends
-from functions.core import ids, names
-from functions.core.models import FineTunedModel
-from functions.core.settings import Settings, get_settings
+from functions.core.settings import get_settings
 from functions.local.procs import free_port
 from functions.store.mongo import get_store
-from tests.conftest import _drainer
-from tests.helpers.deployments import chat, until
-from tests.helpers.tiny_models import tiny_serving_model
+from tests.helpers.deployments import chat, register_fine_tuned, tiny_adapter_files, until
 
 Headers = dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_serving_model(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture
-def serving(
-    env: Callable[..., Settings], tiny_dir: Path, tmp_path: Path, resources: Any
-) -> Iterator[Callable[..., int]]:
-    """Local serving of the tiny model; call it (with settings to change first) to drain the dispatch queue."""
-    from functions.workers import dispatch as worker
-
-    base = {
-        "LOCAL_SERVING_DIR": str(tmp_path / "serving"),
-        "INFERENCE_API_KEY": "server-key",
-        "BASE_MODELS": json.dumps([str(tiny_dir)]),
-        "LOCAL_SERVING_THREADS": "1",
-    }
-    env(**base)
-    drain = _drainer(resources, names.DISPATCH_QUEUE, worker.handler)
-
-    def run(**settings: str) -> int:
-        if settings:
-            env(**base, **settings)
-        return drain()
-
-    yield run
-    reset_training_backends()  # stops every server this test started
 
 
 def _state(name: str) -> dict[str, Any]:
@@ -73,32 +37,8 @@ def _kill(name: str) -> dict[str, Any]:
 
 
 def _adapter(tmp_path: Path, tenant: str, tag: str) -> str:
-    from ministudio_common import loader
-    from transformers import AutoTokenizer
-
-    from tests.helpers.datasets import edit_json
-    from tests.helpers.tiny_models import BASE, save_adapter
-
-    settings = get_settings()
-    job_id = ids.new_id("ftjob-")
-    prefix = f"{names.ARTIFACTS_PREFIX}{tenant}/{job_id}/adapter/"
-    folder = save_adapter(tmp_path / tag, AutoTokenizer.from_pretrained(loader.resolve(BASE)), seed=3)
-    base = settings.base_models[0]
-    edit_json(folder / "adapter_config.json", base_model_name_or_path=base)
-    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url)
-    for file in folder.iterdir():
-        s3.put_object(Bucket=settings.artifacts_bucket, Key=prefix + file.name, Body=file.read_bytes())
-    model_id = f"ft:{base}:{tenant}:{tag}:{job_id}"
-    get_store().models.add(
-        FineTunedModel(
-            id=model_id,
-            client_code=tenant,
-            base_model=base,
-            job_id=job_id,
-            adapter_uri=f"s3://{settings.artifacts_bucket}/{prefix}",
-        )
-    )
-    return model_id
+    base = get_settings().base_models[0]
+    return register_fine_tuned(tenant, base, tag, tiny_adapter_files(tmp_path / tag, base))
 
 
 @pytest.fixture

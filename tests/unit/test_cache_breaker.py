@@ -5,60 +5,14 @@ invalidation ignores the breaker, and once Redis takes it, reads use Redis again
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
-import redis
 
 from functions.store import cache as cache_module
 from functions.store.cache import TOMBSTONE, Cache
+from tests.helpers.flaky_redis import FlakyRedis
 
 WINDOW = 0.3
-
-
-class FlakyRedis:
-    """Stands in for redis.Redis: counts the calls that reach it, and fails them while `down`."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.calls = 0
-        self.data: dict[str, str] = {}
-
-    def _reach(self) -> None:
-        self.calls += 1
-        if self.down:
-            raise redis.ConnectionError("Connection refused")
-
-    def get(self, key: str) -> str | None:
-        self._reach()
-        return self.data.get(key)
-
-    def set(self, key: str, value: str, ex: int | None = None, nx: bool = False) -> bool:
-        self._reach()
-        if nx and key in self.data:
-            return False
-        self.data[key] = value
-        return True
-
-    def ping(self) -> bool:
-        self._reach()
-        return True
-
-    def pipeline(self, transaction: bool = False) -> Any:
-        flaky = self
-
-        class Pipe:
-            def __init__(self) -> None:
-                self.ops: list[tuple[str, str]] = []
-
-            def set(self, key: str, value: str, ex: int | None = None) -> None:
-                self.ops.append((key, value))
-
-            def execute(self) -> None:
-                flaky._reach()
-                flaky.data.update(self.ops)
-
-        return Pipe()
 
 
 @pytest.fixture

@@ -3,23 +3,23 @@ Ray job's runtime_env never carry the control plane's keys, database or Redis UR
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from functions.compute import subprocs
-from functions.compute.base import RunState, TrainingSpec
+from functions.compute.base import RunState
 from functions.compute.local import LocalBackend
 from functions.compute.ray import RayBackend
 from functions.core.settings import Settings
+from tests.helpers import waiting
+from tests.helpers.specs import recording_ray_head, training_spec
 
 # The control plane's own secrets and addresses, and one unknown variable: none may reach a child.
 PRIVATE = ("ADMIN_API_KEY", "INFERENCE_API_KEY", "REDIS_URL", "MONGODB_URL", "SECRET_X", "PORT", "API_PORT")
@@ -33,12 +33,7 @@ DUMP_ENV = textwrap.dedent(
 )
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        time.sleep(0.02)
-    return value
+wait_for = functools.partial(waiting.wait_for, interval=0.02)
 
 
 @pytest.fixture
@@ -76,14 +71,7 @@ def trainer_env(tmp_path: Path, backends: list[LocalBackend]) -> dict[str, str]:
     backend = LocalBackend(Settings(), command=[sys.executable, str(script)], runs_dir=tmp_path / "runs")
     backends.append(backend)
     env_file = tmp_path / "env.json"
-    spec = TrainingSpec(
-        job_id="run-env",
-        tenant="acme",
-        model="m",
-        training_file="s3://b/t.jsonl",
-        output="s3://b/o/",
-        hyperparameters={"env_file": str(env_file)},
-    )
+    spec = training_spec("run-env", hyperparameters={"env_file": str(env_file)})
     backend.submit("run-env", spec)
     wait_for(lambda: backend.status("run-env").state is RunState.succeeded)
     seen: dict[str, str] = json.loads(env_file.read_text())
@@ -121,20 +109,9 @@ def test_an_inference_servers_environment_has_its_own_key_and_none_of_the_contro
 
 
 def test_a_ray_job_carries_only_its_passthrough_list_and_the_s3_settings(control_plane_env: dict[str, str]) -> None:
-    posted: list[dict[str, Any]] = []
-
-    def head(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            return httpx.Response(404)
-        posted.append(json.loads(request.content))
-        return httpx.Response(200, json={"submission_id": "run-ray"})
-
+    head, posted = recording_ray_head("run-ray")
     settings = Settings(ray_head_address="http://127.0.0.1:8265", ray_env_passthrough=["HF_HUB_OFFLINE"])
-    backend = RayBackend(settings, transport=httpx.MockTransport(head))
-    backend.submit(
-        "run-ray",
-        TrainingSpec(job_id="run-ray", tenant="acme", model="m", training_file="s3://b/t.jsonl", output="s3://b/o/"),
-    )
+    RayBackend(settings, transport=head).submit("run-ray", training_spec("run-ray"))
     env_vars = posted[0]["runtime_env"]["env_vars"]
     assert set(env_vars) == {
         "HF_HUB_OFFLINE",

@@ -25,6 +25,7 @@ from functions.compute.base import TrainingSpec, run_name
 from functions.compute.k8s import rayjob, serving
 from functions.compute.serving import AdapterSpec, ServingSpec, queue_depth_query, serving_name
 from functions.core.settings import Settings
+from functions.deployments import activity
 
 KUBERNETES_VERSION = "1.35"  # infra/cdk/stacks/compute_eks.py KUBERNETES_VERSION
 CRD_DIR = Path(os.environ.get("K8S_CRD_DIR") or Path(__file__).resolve().parents[3] / "shared" / "k8s-crds")
@@ -280,8 +281,8 @@ def test_scaled_object_scales_on_queue_depth_within_the_asked_range(min_replicas
     body = manifest["spec"]
     assert body["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name}
     assert (body["minReplicaCount"], body["maxReplicaCount"]) == (min_replicas, max_replicas)
-    assert body["cooldownPeriod"] == 300
-    (trigger,) = body["triggers"]
+    assert body["cooldownPeriod"] == (300 if min_replicas else spec.idle_seconds)  # KEDA's wait before 1 → 0
+    (trigger,) = body["triggers"]  # no Redis for KEDA to read (KEDA_REDIS_ADDRESS unset): Prometheus alone
     assert trigger["type"] == "prometheus" and "metricName" not in trigger["metadata"]
     assert trigger["metadata"] == {
         "serverAddress": "http://prom.monitoring:9090",
@@ -291,6 +292,30 @@ def test_scaled_object_scales_on_queue_depth_within_the_asked_range(min_replicas
     }
     # A deployment asked for replicas starts with at least one; a zero-minimum one too, to prove it can serve.
     assert serving.render_deployment(spec, settings())["spec"]["replicas"] == max(1, min_replicas)
+
+
+def test_a_zero_minimum_deployment_also_wakes_on_the_requests_the_control_plane_holds_for_it() -> None:
+    asleep = serving_spec(min_replicas=0, max_replicas=3, idle_seconds=120)
+    with_redis = settings(keda_redis_address="cache.abc123.use1.cache.amazonaws.com:6379")
+    manifest = serving.render_scaled_object(asleep, with_redis)
+    validate(manifest)
+    body = manifest["spec"]
+    assert (body["minReplicaCount"], body["cooldownPeriod"]) == (0, 120)
+    prometheus, held = body["triggers"]
+    assert prometheus["type"] == "prometheus"
+    assert held == {
+        "type": "redis",
+        "metadata": {
+            "address": "cache.abc123.use1.cache.amazonaws.com:6379",
+            "listName": f"held:{asleep.name}",  # the list the proxy pushes one entry per held request to
+            "listLength": "4",
+            "activationListLength": "0",  # one held request wakes it from zero
+        },
+    }
+    assert activity.held_key(asleep.name) == held["metadata"]["listName"]
+    # A deployment that never sleeps needs no such trigger.
+    (only,) = serving.render_scaled_object(serving_spec(min_replicas=1), with_redis)["spec"]["triggers"]
+    assert only["type"] == "prometheus"
 
 
 @pytest.mark.parametrize(("min_replicas", "max_replicas"), [(-1, 2), (3, 2), (0, 0)])

@@ -164,12 +164,12 @@ def test_a_deployment_past_its_progress_deadline_fails() -> None:
     assert status.message is not None and "Insufficient nvidia.com/gpu" in status.message
 
 
-def test_scaled_to_zero_is_ready_only_where_zero_was_allowed() -> None:
+def test_scaled_to_zero_is_idle_only_where_zero_was_allowed() -> None:
     asleep = fixture("deployment_scaled_to_zero")
-    assert serving_status.to_status(SERVER, asleep, []).state is EndpointState.ready
-    # Its NLB stays while it sleeps, so it keeps its endpoint
-    woken = serving_status.with_load_balancer(serving_status.to_status(SERVER, asleep, []), fixture("service_ready"))
-    assert woken.state is EndpointState.ready and woken.endpoint is not None
+    assert serving_status.to_status(SERVER, asleep, []).state is EndpointState.idle
+    # No replica answers behind its NLB while it sleeps: nothing is routed there until a held request wakes it
+    idle = serving_status.with_load_balancer(serving_status.to_status(SERVER, asleep, []), fixture("service_ready"))
+    assert idle.state is EndpointState.idle and idle.endpoint is None
     asleep["metadata"]["annotations"]["ministudio.io/min-replicas"] = "1"
     assert serving_status.to_status(SERVER, asleep, []).state is EndpointState.deploying
 

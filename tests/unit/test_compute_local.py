@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,11 @@ from functions.compute import BackendUnavailable, get_training_backend, reset_tr
 from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.local import LocalBackend
 from functions.core.settings import Settings
+from tests.helpers import waiting
 from tests.helpers.fake_trainer import write_fake_trainer
+from tests.helpers.specs import training_spec
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.02)
+wait_for = functools.partial(waiting.wait_for, interval=0.02)
 
 
 def gone(pid: int) -> bool:
@@ -63,14 +57,7 @@ class Harness:
 
     def spec(self, name: str, **behaviour: Any) -> TrainingSpec:
         hp = {"name": name, "pid_file": str(self.pid_file(name)), **behaviour}
-        return TrainingSpec(
-            job_id=name,
-            tenant="acme",
-            model="m",
-            training_file="s3://b/train.jsonl",
-            output=f"s3://b/artifacts/acme/{name}/",
-            hyperparameters=hp,
-        )
+        return training_spec(name, hyperparameters=hp)
 
     def pid_file(self, name: str) -> Path:
         return self.tmp / f"{name}.pids"

@@ -98,22 +98,20 @@ def test_a_failed_job_without_result_fails_with_sagemakers_reason(world: tuple[S
     assert job.error == {"code": "training_failed", "message": sample["detail"]["FailureReason"], "param": None}
 
 
-def test_a_stopped_job_without_result_is_cancelled(world: tuple[Store, Blobs, Settings]) -> None:
+@pytest.mark.parametrize(
+    ("sample", "status"),
+    [
+        ("eventbridge_sagemaker_training_stopped.json", JobStatus.cancelled),  # stopped, no result: cancelled
+        ("eventbridge_sagemaker_training_in_progress.json", JobStatus.running),  # in progress: nothing changes
+    ],
+)
+def test_a_job_without_result_follows_sagemakers_state(
+    world: tuple[Store, Blobs, Settings], sample: str, status: JobStatus
+) -> None:
     store, blobs, settings = world
-    progress.on_backend_event(
-        store, blobs, settings.artifacts_bucket, event("eventbridge_sagemaker_training_stopped.json")
-    )
+    progress.on_backend_event(store, blobs, settings.artifacts_bucket, event(sample))
     job = store.jobs.get(JOB)
-    assert job is not None and job.status == JobStatus.cancelled
-
-
-def test_an_in_progress_event_changes_nothing(world: tuple[Store, Blobs, Settings]) -> None:
-    store, blobs, settings = world
-    progress.on_backend_event(
-        store, blobs, settings.artifacts_bucket, event("eventbridge_sagemaker_training_in_progress.json")
-    )
-    job = store.jobs.get(JOB)
-    assert job is not None and job.status == JobStatus.running
+    assert job is not None and job.status == status
 
 
 def test_result_json_wins_over_the_events_state(world: tuple[Store, Blobs, Settings]) -> None:

@@ -8,19 +8,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import mongomock
 import pytest
 
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, EndpointStatus, ServingSpec, serving_name
-from functions.core.models import FineTunedModel, Tenant
+from functions.core.models import Tenant
 from functions.core.settings import Settings
 from functions.deployments import lifecycle, proxy, service
 from functions.deployments.resync import reconcile_deployments
 from functions.deployments.routing import Route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
-
-BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from tests.helpers.deployment_store import fine_tuned_id, two_tenants
+from tests.helpers.tiny_models import BASE
 
 
 @dataclass
@@ -81,19 +80,7 @@ class Sent:
 
 @pytest.fixture
 def world() -> tuple[Store, Recorder, Sent, Cache, Settings]:
-    store = Store(mongomock.MongoClient()["t"])
-    for code in ("acme", "globex"):
-        store.tenants.create(Tenant(id=code))
-        store.models.add(
-            FineTunedModel(
-                id=f"ft:{BASE}:{code}:s:ftjob-{code}",
-                client_code=code,
-                base_model=BASE,
-                job_id=f"ftjob-{code}",
-                adapter_uri=f"s3://b/artifacts/{code}/ftjob-{code}/adapter/",
-            )
-        )
-    return store, Recorder(), Sent(), Cache(None), Settings(serving_ready_timeout_seconds=60)
+    return two_tenants(), Recorder(), Sent(), Cache(None), Settings(serving_ready_timeout_seconds=60)
 
 
 def _deliver(world: Any, times: int = 1) -> None:
@@ -113,6 +100,13 @@ def _ready_host(world: Any) -> Any:
     return lifecycle.refresh(store, cache, backend, settings, store.deployments.get(host.id))
 
 
+def _deploy_adapter(world: Any, code: str, model: str | None = None) -> Any:
+    """Deploy `code`'s adapter (from `two_tenants`, unless `model` names another) through the service."""
+    store, _, sent, cache, settings = world
+    adapter = model or fine_tuned_id(code)
+    return service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id=code), adapter, service.Sizing())  # type: ignore[arg-type]
+
+
 def test_redelivered_deploy_starts_one_server_and_refresh_makes_it_ready(world: Any) -> None:
     store, backend, sent, cache, settings = world
     made = service.deploy_base(store, cache, sent, settings, Tenant(id="acme"), BASE, service.Sizing())  # type: ignore[arg-type]
@@ -125,17 +119,9 @@ def test_redelivered_deploy_starts_one_server_and_refresh_makes_it_ready(world: 
 
 
 def test_adapters_of_two_tenants_share_one_server_which_outlives_its_owner(world: Any) -> None:
-    store, backend, sent, cache, settings = world
+    store, backend, sent, cache, _settings = world
     host = _ready_host(world)
-    rider = service.deploy_fine_tuned(
-        store,
-        cache,
-        sent,
-        settings,
-        Tenant(id="globex"),
-        f"ft:{BASE}:globex:s:ftjob-globex",
-        service.Sizing(),  # type: ignore[arg-type]
-    )
+    rider = _deploy_adapter(world, "globex")
     assert rider.host_id == host.id and not rider.dedicated and rider.name == host.name
     _deliver(world)
     rider = store.deployments.get(rider.id)
@@ -150,11 +136,11 @@ def test_adapters_of_two_tenants_share_one_server_which_outlives_its_owner(world
 
 
 def test_rejected_adapter_fails_its_deployment_only(world: Any) -> None:
-    store, backend, sent, cache, settings = world
+    store, backend, _sent, _cache, _settings = world
     host = _ready_host(world)
     model = f"ft:{BASE}:acme:s:ftjob-acme"
     backend.reject.add(model)
-    rider = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    rider = _deploy_adapter(world, "acme", model)
     _deliver(world)
     failed = store.deployments.get(rider.id)
     assert (
@@ -164,9 +150,9 @@ def test_rejected_adapter_fails_its_deployment_only(world: Any) -> None:
 
 
 def test_without_a_host_a_fine_tuned_model_gets_its_own_server_with_the_adapter(world: Any) -> None:
-    store, _, sent, cache, settings = world
+    _store, _, _sent, _cache, settings = world
     model = f"ft:{BASE}:acme:s:ftjob-acme"
-    own = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    own = _deploy_adapter(world, "acme", model)
     assert own.dedicated and own.name.startswith("vllm-ft-acme-smollm2-135m-instruct-")
     spec = lifecycle.spec_for(own, settings)
     assert spec.adapters == (AdapterSpec(model, own.adapter_uri or "", "acme"),) and spec.model == BASE
@@ -186,15 +172,7 @@ def test_server_that_never_gets_ready_is_failed_and_removed(world: Any) -> None:
 def test_a_server_that_dies_fails_its_deployment_and_its_riders(world: Any) -> None:
     store, backend, sent, cache, settings = world
     host = _ready_host(world)
-    rider = service.deploy_fine_tuned(
-        store,
-        cache,
-        sent,
-        settings,
-        Tenant(id="acme"),
-        f"ft:{BASE}:acme:s:ftjob-acme",
-        service.Sizing(),  # type: ignore[arg-type]
-    )
+    rider = _deploy_adapter(world, "acme")
     _deliver(world)
     backend.servers[host.name] = EndpointState.failed
     reconcile_deployments(store, cache, sent, backend, settings)  # type: ignore[arg-type]
@@ -263,10 +241,10 @@ def test_stream_relay_hides_the_usage_chunk_unless_asked_and_counts_tokens() -> 
 
 
 def test_a_racing_attach_that_loses_does_not_fail_a_ready_adapter(world: Any) -> None:
-    store, backend, sent, cache, settings = world
+    store, backend, _sent, cache, settings = world
     _ready_host(world)
     model = f"ft:{BASE}:acme:s:ftjob-acme"
-    rider = service.deploy_fine_tuned(store, cache, sent, settings, Tenant(id="acme"), model, service.Sizing())  # type: ignore[arg-type]
+    rider = _deploy_adapter(world, "acme", model)
     stale = store.deployments.transition(rider.id, ["pending"], "deploying")  # what a reader saw mid-attach
     _deliver(world)
     assert store.deployments.get(rider.id).status == "ready"

@@ -15,6 +15,7 @@ from functions.core.settings import Settings
 from functions.deployments import proxy, proxy_errors
 from functions.deployments.proxy_body import upstream_body
 from functions.deployments.routing import Route
+from tests.helpers.deployment_store import LogStore
 
 MINE = "ft:HuggingFaceTB/SmolLM2-135M-Instruct:acme:s:ftjob-acme"
 THEIRS = "ft:HuggingFaceTB/SmolLM2-135M-Instruct:globex:s:ftjob-globex"
@@ -65,19 +66,6 @@ def test_seed_bodies_get_the_routed_model_and_odd_stream_options_do_not_break_it
     odd = b'{"model": "%s", "stream": true, "stream_options": "yes"}' % MINE.encode()
     payload, wants_usage = upstream_body(MINE, True, _as_parsed(odd), odd)
     assert json.loads(payload)["stream_options"] == {"include_usage": True} and not wants_usage
-
-
-class Logs:
-    def __init__(self) -> None:
-        self.entries: list[Any] = []
-
-    def add(self, entry: Any) -> None:
-        self.entries.append(entry)
-
-
-class LogStore:
-    def __init__(self) -> None:
-        self.inference_logs = Logs()
 
 
 def _sagemaker_call(stream: bool) -> proxy.Call:

@@ -3,17 +3,14 @@ an unreachable Ray head gives seed 001's cluster-status stub with the reason."""
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from functions.compute.base import TrainingSpec
 from functions.compute.ray import RayBackend
 from functions.core.settings import Settings
+from tests.helpers.specs import recording_ray_head, training_spec
 
 
 @pytest.fixture(autouse=True)
@@ -35,20 +32,12 @@ def test_ray_head_address_alone_selects_ray(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_finetuning_script_path_is_the_ray_entrypoint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(_env_file=None).finetuning_script_path == "ministudio-train"
-    posted: list[dict[str, Any]] = []
-
-    def head(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            return httpx.Response(404)
-        posted.append(json.loads(request.content))
-        return httpx.Response(200, json={"submission_id": "run-1"})
-
+    head, posted = recording_ray_head("run-1")
     monkeypatch.setenv("FINETUNING_SCRIPT_PATH", "python /opt/fine_tuning_script.py")
     settings = Settings(_env_file=None, ray_head_address="http://127.0.0.1:8265")
-    backend = RayBackend(settings, transport=httpx.MockTransport(head))
+    backend = RayBackend(settings, transport=head)
     assert backend.command == ["python", "/opt/fine_tuning_script.py"]
-    spec = TrainingSpec(job_id="run-1", tenant="acme", model="m", training_file="s3://b/t.jsonl", output="s3://b/o/")
-    backend.submit("run-1", spec)
+    backend.submit("run-1", training_spec("run-1"))
     assert posted[0]["entrypoint"].startswith("python /opt/fine_tuning_script.py --spec-json ")
     monkeypatch.delenv("FINETUNING_SCRIPT_PATH")
     assert RayBackend(Settings(_env_file=None, ray_head_address="h:8265")).command == ["ministudio-train"]

@@ -10,37 +10,25 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx2
-import mongomock
 import openai
 import pytest
 
 from functions.compute import local_serving_procs as procs
 from functions.compute.serving import EndpointState, EndpointStatus
 from functions.core.errors import NotFound, ServiceUnavailable
-from functions.core.models import FineTunedModel, Tenant
+from functions.core.models import Tenant
 from functions.core.settings import Settings
 from functions.deployments import lifecycle, proxy, proxy_errors, redact, routing, service
 from functions.deployments.route_cache import route_key
 from functions.deployments.routing import Route
 from functions.store.cache import Cache
 from functions.store.mongo import Store
-from tests.unit.test_deployments_logic import BASE, Recorder, Sent
+from tests.helpers.deployment_store import LogStore, two_tenants
+from tests.helpers.tiny_models import BASE
+from tests.unit.test_deployments_logic import Recorder, Sent
 
 GLOBEX_FT = f"ft:{BASE}:globex:s:ftjob-globex"
 CHUNK = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'  # noqa: E501
-
-
-class Logs:
-    def __init__(self) -> None:
-        self.entries: list[Any] = []
-
-    def add(self, entry: Any) -> None:
-        self.entries.append(entry)
-
-
-class LogStore:
-    def __init__(self) -> None:
-        self.inference_logs = Logs()
 
 
 class SpyCache(Cache):
@@ -208,19 +196,7 @@ def test_redaction_keeps_the_tenants_own_model_and_hides_everything_else() -> No
 
 
 def _world() -> tuple[Store, Restarter, Sent, SpyCache, Settings]:
-    store = Store(mongomock.MongoClient()["t"])
-    for code in ("acme", "globex"):
-        store.tenants.create(Tenant(id=code))
-        store.models.add(
-            FineTunedModel(
-                id=f"ft:{BASE}:{code}:s:ftjob-{code}",
-                client_code=code,
-                base_model=BASE,
-                job_id=f"ftjob-{code}",
-                adapter_uri=f"s3://b/artifacts/{code}/ftjob-{code}/adapter/",
-            )
-        )
-    return store, Restarter(), Sent(), SpyCache(), Settings(serving_ready_timeout_seconds=60)
+    return two_tenants(), Restarter(), Sent(), SpyCache(), Settings(serving_ready_timeout_seconds=60)
 
 
 def _host_with_rider(world: Any) -> tuple[Any, Any]:

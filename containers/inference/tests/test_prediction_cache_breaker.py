@@ -6,49 +6,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import pytest
 import redis
+from tests.helpers.flaky_redis import FlakyRedis
 
 from ministudio_serve.tabular.cache import PredictionCache
 
 WINDOW = 0.3
 
 
-class FlakyRedis:
-    """Stands in for redis.Redis: counts the calls that reach it, and fails them while `down`."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.calls = 0
-        self.data: dict[str, str] = {}
-
-    def _reach(self) -> None:
-        self.calls += 1
-        if self.down:
-            raise redis.TimeoutError("Timeout reading from socket")
-
-    def get(self, key: str) -> str | None:
-        self._reach()
-        return self.data.get(key)
-
-    def set(self, key: str, value: str, ex: int | None = None) -> None:
-        self._reach()
-        self.data[key] = value
-
-    def scan_iter(self, match: str, count: int) -> Any:
-        self._reach()
-        return iter([k for k in self.data if k.startswith(match.rstrip("*"))])
-
-    def delete(self, *keys: str) -> int:
-        self._reach()
-        return sum(self.data.pop(k, None) is not None for k in keys)
-
-
 @pytest.fixture
 def flaky() -> FlakyRedis:
-    return FlakyRedis()
+    return FlakyRedis(redis.TimeoutError)
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import kubernetes_validate
 import pytest
 import torch
 import yaml
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from tests.helpers.waiting import wait_for_health
 
 from ministudio_serve.app import create_app
 from ministudio_serve.cli import parse
@@ -171,13 +171,7 @@ def test_log_file_gets_the_servers_logs_and_request_lines(tmp_path: Path):
     with stderr.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ministudio_serve.cli"], env=env, stdout=out, stderr=out)
     try:
-        deadline, answered = time.monotonic() + 120, False
-        while time.monotonic() < deadline and proc.poll() is None and not answered:
-            try:
-                answered = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code in (200, 503)
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert answered, stderr.read_text()[-2000:]
+        wait_for_health(port, proc, stderr)
         for _ in range(50):  # the access line is written once the response is sent
             if '"GET /health HTTP/1.1"' in log_file.read_text():
                 break

@@ -9,16 +9,15 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
 from tests.helpers.tiny_models import BASE
+from tests.helpers.waiting import wait_for_health
 
 from ministudio_serve.app import create_app
 from ministudio_serve.cli import check_api_key, configure_logging, parse
@@ -94,13 +93,7 @@ def test_insecure_dev_server_starts_and_logs_the_warning(tmp_path: Path):
         argv = [sys.executable, "-m", "ministudio_serve.cli", "--port", str(port), "--insecure-dev"]
         proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline, answered = time.monotonic() + 120, False
-        while time.monotonic() < deadline and proc.poll() is None and not answered:
-            try:
-                answered = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code in (200, 503)
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert answered, log.read_text()[-2000:]
+        wait_for_health(port, proc, log)
         assert "INSECURE" in log.read_text()
     finally:
         proc.kill()

@@ -1,5 +1,6 @@
 """/v1/deployments: deploy a base model or a fine-tuned adapter, list, retrieve (with a status refresh), scale,
-delete. Status moves `pending → deploying → ready | failed → deleting → deleted`."""
+delete. Status moves `pending → deploying → ready | failed → deleting → deleted`; with `min_replicas: 0`,
+`ready → idle` after `idle_seconds` without requests, and `idle → deploying → ready` on the next request."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=OPE
 
 @router.post("")
 def create_deployment(body: DeploymentCreate, caller: CallerDep) -> DeploymentOut:
-    sizing = service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
+    sizing = service.Sizing(
+        body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold, body.idle_seconds
+    )
     made = service.deploy(
         caller.store,
         caller.cache,

@@ -1,5 +1,6 @@
-"""OpenAI's POST /v1/chat/completions and /v1/completions on the control plane: route `model` to the caller's own
-ready deployment and forward (streams included); every call is logged for /v1/usage and /v1/logs.
+"""OpenAI's POST /v1/chat/completions, /v1/completions and /v1/embeddings on the control plane: route `model` to the
+caller's own ready deployment and forward (streams included); every call is logged for /v1/usage and /v1/logs.
+Embeddings go to the caller's deployment of the embedding model (an `llm` server, which serves it next to its LLM).
 
 Every answer of a proxy route says how long the control plane itself took: `x-ministudio-overhead-duration-ms`,
 from the route's start (body parsing, auth, rate limit, routing included; the ASGI middleware before it not) to
@@ -19,7 +20,8 @@ from functions.api import errors
 from functions.api.context import request_id_var
 from functions.api.deps import Caller, CallerDep
 from functions.api.schemas import PROXY_ERRORS
-from functions.api.schemas_serving import ChatProxyRequest, CompletionProxyRequest
+from functions.api.schemas_serving import ChatProxyRequest, CompletionProxyRequest, EmbeddingProxyRequest
+from functions.core import model_kinds
 from functions.core.errors import DomainError
 from functions.deployments import proxy, routing
 
@@ -50,17 +52,23 @@ UserHeader = Annotated[str | None, Header(alias="X-User-ID")]
 
 
 async def _forward(
-    request: Request, path: str, body: ChatProxyRequest | CompletionProxyRequest, user: str | None, caller: Caller
+    request: Request,
+    path: str,
+    body: ChatProxyRequest | CompletionProxyRequest | EmbeddingProxyRequest,
+    user: str | None,
+    caller: Caller,
+    stream: bool = False,
 ) -> Response:
     store, settings = caller.store, caller.settings
-    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, body.model)
+    model = model_kinds.canonical(body.model)
+    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, model)
     call = proxy.Call(
         client_code=caller.client_code,
         route=route,
         path=path,
         request_id=request_id_var.get(),
         user=user or body.user,
-        stream=bool(body.stream),
+        stream=stream,
     )
     # FastAPI has read the body already (Starlette keeps it): the proxy may pass the caller's bytes on as they are.
     raw = await request.body()
@@ -71,11 +79,18 @@ async def _forward(
 async def chat_completions(
     request: Request, body: ChatProxyRequest, caller: CallerDep, user: UserHeader = None
 ) -> Response:
-    return await _forward(request, "/v1/chat/completions", body, user, caller)
+    return await _forward(request, "/v1/chat/completions", body, user, caller, bool(body.stream))
 
 
 @router.post("/completions", response_model=None)
 async def completions(
     request: Request, body: CompletionProxyRequest, caller: CallerDep, user: UserHeader = None
 ) -> Response:
-    return await _forward(request, "/v1/completions", body, user, caller)
+    return await _forward(request, "/v1/completions", body, user, caller, bool(body.stream))
+
+
+@router.post("/embeddings", response_model=None)
+async def embeddings(
+    request: Request, body: EmbeddingProxyRequest, caller: CallerDep, user: UserHeader = None
+) -> Response:
+    return await _forward(request, "/v1/embeddings", body, user, caller)

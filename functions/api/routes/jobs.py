@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from functions.api.deps import CallerDep
 from functions.api.schemas import OPENAI_ERRORS, ListPage
 from functions.api.schemas_jobs import CheckpointOut, EventOut, JobCreate, JobOut
-from functions.jobs import service
+from functions.jobs import compute, service
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=OPENAI_ERRORS)
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -20,6 +20,8 @@ def create_job(
     body: JobCreate, caller: CallerDep, idempotency_key: Annotated[str | None, Header(max_length=255)] = None
 ) -> JobOut:
     method, supervised = body.method, body.method.supervised if body.method else None
+    resources = compute.resolve(body.model, body.compute)
+    compute.check_capacity(caller.training, resources)
     job, _ = service.create_job(
         caller.store,
         caller.queues,
@@ -36,6 +38,7 @@ def create_job(
         method=method.type if method else None,
         method_hyperparameters=supervised.hyperparameters if supervised else None,
         integrations=body.integrations,
+        compute=resources,
     )
     return JobOut.of(job)
 

@@ -11,18 +11,21 @@ from starlette.responses import Response
 
 from functions.api.context import request_id_var
 from functions.api.deps import CallerDep
+from functions.api.routes import seed_models
 from functions.api.routes.inference import ProxyRoute
 from functions.api.schemas import SEED_PROXY_ERRORS
 from functions.api.schemas_serving import SeedBaseDeploy, SeedDeployOut, SeedFineTunedDeploy
 from functions.core.models import Deployment
 from functions.deployments import proxy, routing, service
+from functions.deployments.public import own_name
 from functions.deployments.weights import resolve_weights
 
 router = APIRouter(prefix="/inference", tags=["inference (seed 001)"], responses=SEED_PROXY_ERRORS)
 
 
 def _out(d: Deployment) -> SeedDeployOut:
-    return SeedDeployOut(status=d.status.value, deployment=d.name, deployment_id=d.id, model=d.model)
+    # An adapter on a shared server answers with its own name: the server's may be another tenant's.
+    return SeedDeployOut(status=d.status.value, deployment=own_name(d), deployment_id=d.id, model=d.model)
 
 
 @router.post("/deploy/base", response_model=SeedDeployOut)
@@ -80,3 +83,5 @@ async def infer(
 
 
 router.include_router(_proxy)
+# Seeds 002-004's routes at /inference/{deployment_id}/...: after seed 001's, whose paths they must not shadow.
+router.include_router(seed_models.router)

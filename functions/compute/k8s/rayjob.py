@@ -1,9 +1,11 @@
 """Training as a KubeRay `RayJob` (ray.io/v1): the manifest, and how its status reads as a `RunState`.
 
-One RayJob per fine-tuning job, named by `run_name(job_id)`, so a redelivered dispatch finds the first. Its Ray
-cluster is a single head pod on a GPU node: the trainer is one process (LoRA on one node), so worker groups would
-only add a second pod to schedule. The entrypoint asks Ray for the GPUs (`entrypointNumGpus`), which places the
-driver on the head that has them. The RayJob keeps the cluster only while the job runs
+One RayJob per fine-tuning job, named by `run_name(job_id)`, so a redelivered dispatch finds the first. A job of one
+trainer process gets a single head pod on a GPU node, and the entrypoint asks Ray for its GPUs (`entrypointNumGpus`),
+which places the trainer on the head that has them. A distributed job (`compute.workers` N x `gpus_per_worker` G,
+more than one process) gets a head without GPUs (`num-cpus: 0`: the Ray Train driver only) and a worker group of N
+pods with G GPUs each; the driver's TorchTrainer places one training worker per GPU on them.
+The RayJob keeps the cluster only while the job runs
 (`shutdownAfterJobFinishes`), deletes it `ttlSecondsAfterFinished` after the end, and fails a job that runs
 longer than JOB_MAX_RUNTIME_SECONDS (`activeDeadlineSeconds`). The RayJob object itself stays after the cluster is
 gone, so its final state can still be read.
@@ -19,6 +21,8 @@ import json
 import math
 import shlex
 from typing import Any
+
+from ministudio_common.spec import Compute
 
 from functions.compute.base import RunState, RunStatus, TrainingSpec
 from functions.compute.k8s import (
@@ -40,6 +44,7 @@ PLURAL = "rayjobs"
 RAY_VERSION = "2.60.0"
 TRAINER_COMMAND = ("ministudio-train",)
 HEAD_CONTAINER = "ray-head"
+WORKER_CONTAINER, WORKER_GROUP = "ray-worker", "trainers"
 
 # Ray's own job states (ray.job_submission.JobStatus).
 _RAY_STATES = {
@@ -69,7 +74,9 @@ def render(run_name: str, spec: TrainingSpec, settings: Settings) -> dict[str, A
     s = settings
     if not s.trainer_image_uri:
         raise ValueError("TRAINER_IMAGE_URI is not set: the eks backend needs the trainer image to run RayJobs")
-    gpus = s.eks_training_gpus
+    compute = spec.effective_compute
+    distributed = compute.distributed
+    gpus = 0 if distributed else (compute.gpus_per_worker if spec.compute is not None else s.eks_training_gpus)
     spec_json = json.dumps(spec.to_json(), separators=(",", ":"))
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_JOB_ID: run_name, LABEL_TENANT: spec.tenant}
     resources: dict[str, dict[str, str]] = {
@@ -108,6 +115,7 @@ def render(run_name: str, spec: TrainingSpec, settings: Settings) -> dict[str, A
     }
     if gpus:
         pod_spec["tolerations"] = [GPU_TOLERATION]
+    head_params = {"dashboard-host": "0.0.0.0", **({"num-cpus": "0"} if distributed else {})}
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -123,7 +131,7 @@ def render(run_name: str, spec: TrainingSpec, settings: Settings) -> dict[str, A
             "rayClusterSpec": {
                 "rayVersion": RAY_VERSION,
                 "headGroupSpec": {
-                    "rayStartParams": {"dashboard-host": "0.0.0.0"},
+                    "rayStartParams": head_params,
                     "template": {"metadata": {"labels": labels}, "spec": pod_spec},
                 },
             },
@@ -132,7 +140,33 @@ def render(run_name: str, spec: TrainingSpec, settings: Settings) -> dict[str, A
     }
     if gpus:
         body["spec"]["entrypointNumGpus"] = gpus
+    if distributed:
+        body["spec"]["rayClusterSpec"]["workerGroupSpecs"] = [_workers(pod_spec, labels, compute, s)]
     return body
+
+
+def _workers(head: dict[str, Any], labels: dict[str, str], compute: Compute, s: Settings) -> dict[str, Any]:
+    """N identical pods of G GPUs (and a CPU per training process on them), each one Ray node for TorchTrainer."""
+    gpus = compute.gpus_per_worker
+    cpus = max(1, gpus) * compute.cpus_per_worker
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": str(cpus), "memory": s.eks_training_memory},
+        "limits": {"memory": s.eks_training_memory},
+    }
+    if gpus:
+        resources["requests"][GPU_RESOURCE] = resources["limits"][GPU_RESOURCE] = str(gpus)
+    container = {k: v for k, v in head["containers"][0].items() if k != "ports"}  # the head's ports are its own
+    container.update(name=WORKER_CONTAINER, resources=resources)
+    pod = {**head, "containers": [container], **({"tolerations": [GPU_TOLERATION]} if gpus else {})}
+    n = compute.workers
+    return {
+        "groupName": WORKER_GROUP,
+        "replicas": n,
+        "minReplicas": n,
+        "maxReplicas": n,
+        "rayStartParams": {},
+        "template": {"metadata": {"labels": labels}, "spec": pod},
+    }
 
 
 def _submitter(s: Settings, labels: dict[str, str]) -> dict[str, Any]:

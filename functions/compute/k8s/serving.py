@@ -100,29 +100,8 @@ def render_deployment(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
     s = settings
     if not s.inference_image_uri:
         raise ValueError("INFERENCE_IMAGE_URI is not set: the eks backend needs the inference image to serve")
-    engine = "vllm" if spec.engine == "auto" else spec.engine
-    args = [
-        "--engine",
-        engine,
-        "--model",
-        spec.model,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(PORT),
-        "--max-loras",
-        str(spec.max_loras),
-        "--adapter-source",
-        adapter_source(s),
-    ]
-    if spec.adapters:
-        args += ["--lora-modules", *(f"{a.model_id}={a.artifact_uri}" for a in spec.adapters)]
-    resources: dict[str, dict[str, str]] = {
-        "requests": {"cpu": s.eks_serving_cpu, "memory": s.eks_serving_memory},
-        "limits": {"memory": s.eks_serving_memory},
-    }
-    if spec.gpu_count:
-        resources["requests"][GPU_RESOURCE] = resources["limits"][GPU_RESOURCE] = str(spec.gpu_count)
+    args, resources = _server_args(spec, s)
+    gpus = bool(resources["requests"].get(GPU_RESOURCE))
     pod_labels = {**labels(spec), DEPLOYMENT_LABEL: spec.name}
     container = {
         "name": CONTAINER,
@@ -134,6 +113,7 @@ def render_deployment(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
             {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
             {"name": "AWS_REGION", "value": s.aws_region},
             {"name": "AWS_DEFAULT_REGION", "value": s.aws_region},
+            {"name": "ARTIFACTS_BUCKET_NAME", "value": s.artifacts_bucket},  # a tabular server's model versions
         ],
         "resources": resources,
         # /ready answers 200 once the model is loaded; /health stays 200 while loading and fails only on a failed
@@ -162,8 +142,10 @@ def render_deployment(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
         "containers": [container],
         "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}}],
     }
-    if spec.gpu_count:
+    if gpus:
         pod_spec["tolerations"] = [GPU_TOLERATION]
+    if spec.profile == "tabular":
+        pod_spec["nodeSelector"] = dict(s.eks_cpu_node_selector)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -199,6 +181,40 @@ def render_deployment(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _server_args(spec: ServingSpec, s: Settings) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The server's arguments and resources: `llm` on vLLM with its GPUs; `tabular` (seed 004) on CPU only."""
+    if spec.profile == "tabular":
+        args = ["--profile", "tabular", "--host", "0.0.0.0", "--port", str(PORT)]
+        return args, {
+            "requests": {"cpu": s.eks_tabular_cpu, "memory": s.eks_tabular_memory},
+            "limits": {"memory": s.eks_tabular_memory},
+        }
+    engine = "vllm" if spec.engine == "auto" else spec.engine
+    args = [
+        "--engine",
+        engine,
+        "--model",
+        spec.model,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--max-loras",
+        str(spec.max_loras),
+        "--adapter-source",
+        adapter_source(s),
+    ]
+    if spec.adapters:
+        args += ["--lora-modules", *(f"{a.model_id}={a.artifact_uri}" for a in spec.adapters)]
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": s.eks_serving_cpu, "memory": s.eks_serving_memory},
+        "limits": {"memory": s.eks_serving_memory},
+    }
+    if spec.gpu_count:
+        resources["requests"][GPU_RESOURCE] = resources["limits"][GPU_RESOURCE] = str(spec.gpu_count)
+    return args, resources
+
+
 def render_service(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -219,7 +235,10 @@ def render_service(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
 
 
 def render_scaled_object(spec: ServingSpec, settings: Settings) -> dict[str, Any]:
+    from functions.compute.k8s.wake_trigger import cooldown_seconds, held_requests_trigger
+
     api_version, kind, _ = SCALED_OBJECT
+    wake = held_requests_trigger(spec, settings)  # a zero-minimum deployment also wakes on requests held for it
     return {
         "apiVersion": api_version,
         "kind": kind,
@@ -228,7 +247,7 @@ def render_scaled_object(spec: ServingSpec, settings: Settings) -> dict[str, Any
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
             **replica_range(spec.min_replicas, spec.max_replicas),
             "pollingInterval": 15,
-            "cooldownPeriod": settings.keda_cooldown_seconds,
+            "cooldownPeriod": cooldown_seconds(spec, settings),
             "triggers": [
                 {
                     "type": "prometheus",
@@ -238,7 +257,8 @@ def render_scaled_object(spec: ServingSpec, settings: Settings) -> dict[str, Any
                         "threshold": _number(spec.prometheus_threshold),
                         "activationThreshold": _number(ACTIVATION_THRESHOLD),
                     },
-                }
+                },
+                *([wake] if wake else []),
             ],
         },
     }

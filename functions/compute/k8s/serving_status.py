@@ -22,8 +22,8 @@ _FATAL_WAITING = {"ImagePullBackOff", "InvalidImageName", "CreateContainerConfig
 
 
 def to_status(name: str, deployment: dict[str, Any], pods: list[dict[str, Any]]) -> EndpointStatus:
-    """The Deployment's side: `ready` here means its pods are (or it sleeps at zero, as allowed); the endpoint comes
-    from the Service, through `with_load_balancer`."""
+    """The Deployment's side: `ready` here means its pods are (`idle`: it sleeps at zero, as allowed); the endpoint
+    comes from the Service, through `with_load_balancer`."""
     meta = deployment.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     status = deployment.get("status") or {}
@@ -49,8 +49,10 @@ def to_status(name: str, deployment: dict[str, Any], pods: list[dict[str, Any]])
     if fatal and not ready:
         return replace(base, state=EndpointState.failed, message=fatal)
     asleep = wanted == 0 and replicas == 0 and int(annotations.get(ANNOTATION_MIN) or 1) == 0
-    if ready >= 1 or asleep:  # KEDA scaled an idle zero-minimum deployment down: ready, and woken by demand
+    if ready >= 1:
         return replace(base, state=EndpointState.ready)
+    if asleep:  # KEDA scaled an idle zero-minimum deployment to zero: idle, woken by requests held for it
+        return replace(base, state=EndpointState.idle, message="scaled to zero: the next request wakes it")
     failure = conditions.get("ReplicaFailure") or {}
     why = _pod_problem(pods) or (failure.get("message") if failure.get("status") == "True" else None) or "starting"
     return replace(base, message=why)

@@ -23,6 +23,7 @@ from functions.core import names
 from infra.cdk import config as cfg
 from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.alarms import Alarms
+from infra.cdk.constructs.console_hosting import ConsoleHosting
 from infra.cdk.constructs.http_api import HttpApi
 from infra.cdk.constructs.python_function import ControlPlaneFunction, control_plane_code
 from infra.cdk.constructs.storage import DELETE, READ, WRITE, Storage, grant_prefixes
@@ -149,6 +150,17 @@ class ControlPlaneStack(Stack):
             domain_name=config.domain_name,
             certificate_arn=config.certificate_arn,
         )
+        # The console on CloudFront; the API lets that origin call it (CORS).
+        api_url = f"https://{config.domain_name}/" if config.domain_name else self.http.url
+        self.console = ConsoleHosting(
+            self,
+            "Console",
+            api_url=api_url,
+            profile=profile,
+            access_logs=self.storage.access_logs,
+            datasets=self.storage.datasets,
+        )
+        self.functions["api"].function.add_environment("CONSOLE_ORIGINS", f'["{self.console.origin}"]')
         self._grant(compute)
         Alarms(
             self,
@@ -158,7 +170,8 @@ class ControlPlaneStack(Stack):
             functions={key: fn.function for key, fn in self.functions.items()},
             queues=list(self.queues.values()),
         )
-        CfnOutput(self, "ApiUrl", value=f"https://{config.domain_name}/" if config.domain_name else self.http.url)
+        CfnOutput(self, "ApiUrl", value=api_url)
+        CfnOutput(self, "ConsoleUrl", value=self.console.url)
         if self.http.domain:  # point the custom domain's DNS record (CNAME or Route 53 alias) here
             CfnOutput(self, "ApiDomainTarget", value=self.http.domain.regional_domain_name)
         CfnOutput(self, "DatasetsBucketName", value=self.storage.datasets.bucket_name)

@@ -7,12 +7,39 @@ This module imports pydantic and the standard library only: the Lambda bundle ve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_SEED = 42
 MAX_SEED = 2**31 - 1  # what OpenAI's API accepts, and what the control plane checks at job creation
+MAX_WORKERS, MAX_GPUS_PER_WORKER = 64, 8
+
+
+class Compute(BaseModel):
+    """Where a job trains: `workers` machines (a Ray worker pod, a SageMaker instance, or processes on one machine)
+    with `gpus_per_worker` GPUs each. Every GPU gets one data-parallel trainer process (one process per worker on
+    CPU), through Ray Train, or torch's launcher on SageMaker. One process is the plain single-process trainer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
+    gpus_per_worker: int = Field(0, ge=0, le=MAX_GPUS_PER_WORKER)
+    cpus_per_worker: int = Field(1, ge=1, le=256)  # per trainer process
+    # ddp: every process holds the whole model and its own share of each step's examples.
+    strategy: Literal["ddp"] = "ddp"
+
+    @property
+    def gpus(self) -> int:
+        return self.workers * self.gpus_per_worker
+
+    @property
+    def processes(self) -> int:
+        return self.workers * max(1, self.gpus_per_worker)
+
+    @property
+    def distributed(self) -> bool:
+        return self.processes > 1
 
 
 class TrainingSpec(BaseModel):
@@ -30,6 +57,11 @@ class TrainingSpec(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)  # values are checked by the trainer (hyper.py)
     seed: int = Field(DEFAULT_SEED, ge=0, le=MAX_SEED)
     suffix: str | None = None
+    compute: Compute | None = None  # None: one process, as `Compute()`
+
+    @property
+    def effective_compute(self) -> Compute:
+        return self.compute or Compute()
 
     @field_validator("validation_file", "suffix", mode="before")
     @classmethod

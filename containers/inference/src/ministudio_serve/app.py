@@ -21,6 +21,7 @@ from ministudio_serve.metrics import Metrics
 from ministudio_serve.middleware import Gatekeeper
 from ministudio_serve.routes import adapters, embeddings, health, openai, sagemaker, seed002, seed003, seed004
 from ministudio_serve.routes import tabular as tabular_routes
+from ministudio_serve.sagemaker_routes import SageMakerRoutes
 from ministudio_serve.services.request_log import RequestLog
 from ministudio_serve.services.task_routing import TaskRouter
 from ministudio_serve.settings import ServeSettings
@@ -132,6 +133,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
         metrics=state.metrics,
         trusted_hosts=settings.trusted_hosts,
     )
+    app.add_middleware(SageMakerRoutes)  # outside the key check: it checks the route the request is turned into
     if settings.cors_origins:
         # Added last so it is outermost: preflight requests are answered before the key check.
         app.add_middleware(

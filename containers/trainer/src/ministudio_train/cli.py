@@ -101,6 +101,10 @@ def _main(args: argparse.Namespace, stop: StopFlag) -> int:
             return EXIT_USAGE
         with tempfile.TemporaryDirectory(prefix="ministudio-train-") as staging:
             return _report_failure(Outputs(output, Path(staging)), {"job_id": None}, exc, None)
+    if spec.effective_compute.distributed:  # N data-parallel workers: Ray Train, or torch's launcher on SageMaker
+        from ministudio_train import launcher
+
+        return launcher.launch(spec, vars(args), stop, args.log_every)
     with tempfile.TemporaryDirectory(prefix="ministudio-train-") as staging:
         out = Outputs(spec.output, Path(staging), spec.model_dir, spec.checkpoint_dir)
         return execute(spec, out, stop, args.log_every, mlflow_registry.RegistrySettings.resolve(vars(args)))
@@ -112,7 +116,10 @@ def execute(
     stop: StopFlag,
     log_every: int | None = None,
     registry_settings: mlflow_registry.RegistrySettings | None = None,
+    retry_errors: bool = False,
 ) -> int:
+    """Train and report; `retry_errors`: an unexpected error is raised (to Ray Train, which restarts the workers
+    from the last checkpoint) instead of being reported as the job's failure."""
     started = time.time()
     run = Run(spec, out, stop, log_every)
     base: dict[str, Any] = {"job_id": spec.job_id, "tenant": spec.tenant, "model": spec.model}
@@ -126,6 +133,8 @@ def execute(
     except TrainError as exc:
         return _report_failure(out, base, exc, spec.failure_file, run)
     except Exception as exc:  # a bug or an environment fault: still end with a result.json the user can read
+        if retry_errors:
+            raise
         log.exception("training failed")
         error = TrainError("internal_error", f"{type(exc).__name__}: {exc}"[:1000])
         return _report_failure(out, base, error, spec.failure_file, run)

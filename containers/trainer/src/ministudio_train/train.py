@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import get_scheduler
 
-from ministudio_train import batching, data, hyper, model, resume
+from ministudio_train import batching, data, hyper, model, parallel, resume
 from ministudio_train.errors import Cancelled, TrainError, is_out_of_memory, out_of_memory
 from ministudio_train.outputs import Outputs
 from ministudio_train.spec import JobSpec
@@ -45,6 +45,7 @@ SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_
 class Run:
     def __init__(self, spec: JobSpec, out: Outputs, stop: Callable[[], bool], log_every: int | None = None) -> None:
         self.spec, self.out, self.stop, self.log_every = spec, out, stop, log_every
+        self.group = parallel.Group.current()  # rank 0 of N data-parallel workers alone writes (see parallel.py)
         self.state = State()
         self.position = resume.Position()
         self.trainers: dict[str, Any] = {}
@@ -118,15 +119,16 @@ class Run:
 
     def _batches(
         self, examples: list[batching.Encoded], epoch: int, shuffle: bool, skip: int = 0
-    ) -> Iterator[batching.Batch]:
+    ) -> Iterator[batching.Batch | None]:
         bs = self.hyper.batch_size
         steps = (
             batching.plan_steps(len(examples), bs, epoch, self.spec.seed)
             if shuffle
             else [list(range(i, min(i + bs, len(examples)))) for i in range(0, len(examples), bs)]
         )
-        for idx in steps[skip:]:
-            yield batching.collate([examples[i] for i in idx], self.row_tokens, self.pad_id)
+        for idx in steps[skip:]:  # this worker's share of each step (all of it with one worker), None if empty
+            mine = self.group.shard(idx)
+            yield batching.collate([examples[i] for i in mine], self.row_tokens, self.pad_id) if mine else None
 
     def evaluate(self) -> float | None:
         if not self.valid_set:
@@ -136,9 +138,11 @@ class Run:
         with torch.no_grad(), self._autocast():
             for batch in self._batches(self.valid_set, 0, shuffle=False):
                 self._check_stop()
-                w = float(batch.weights.sum())
-                total += float(batching.forward_loss(self.model, batch.to(self.precision.device))) * w
+                w = float(batch.weights.sum()) if batch is not None else 0.0
+                if batch is not None and w:
+                    total += float(batching.forward_loss(self.model, batch.to(self.precision.device))) * w
                 weight += w
+        total, weight = self.group.sum([total, weight])
         self.model.train()
         return total / weight if weight else None
 
@@ -153,6 +157,7 @@ class Run:
         scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaling else None
         self.trainers = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
         start = self._resume()
+        self.group.broadcast(params)  # the workers start from rank 0's weights, as DDP's wrapping makes them
         log_every = self.log_every or max(1, self.total_steps // 200)
         self.model.train()
         self._report(force=True, line=False)
@@ -165,25 +170,13 @@ class Run:
                     break
                 self._check_stop()
                 started = time.perf_counter()
-                with self._autocast():
-                    loss = batching.forward_loss(self.model, batch.to(self.precision.device))
-                if loss.requires_grad:
-                    (scaler.scale(loss) if scaler else loss).backward()
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                st.loss, tokens = parallel.step(self.group, self.model, batch, self._autocast,
+                                                self.precision.device, params, optimizer, scaler)  # fmt: skip
                 scheduler.step()
                 st.step += 1
-                st.loss = float(loss.detach())
-                st.trained_tokens += batch.real_tokens
+                st.trained_tokens += tokens
                 st.train_seconds += time.perf_counter() - started
-                window_tokens += batch.real_tokens
+                window_tokens += tokens
                 self.position = resume.Position(epoch, index)
                 if st.step % log_every == 0 or st.step == self.total_steps:
                     elapsed = time.perf_counter() - window_start
@@ -246,7 +239,9 @@ class Run:
             )
 
     def checkpoint(self, name: str) -> str:
-        """Written in a temporary folder, completed with its COMPLETE marker, then renamed into place."""
+        """Written in a temporary folder, completed with its COMPLETE marker, then renamed into place (by rank 0)."""
+        if not self.group.chief:
+            return ""
         st, folder = self.state, self.out.root / "checkpoints"
         target, tmp = folder / name, folder / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -265,6 +260,8 @@ class Run:
         return uri
 
     def save_final(self) -> str:
+        if not self.group.chief:
+            return ""
         target = self.out.root / "adapter"
         model.save_adapter(self.model, self.tokenizer, target, self.spec.model, self._adapter_meta())
         return self.out.save_dir(target, "adapter")

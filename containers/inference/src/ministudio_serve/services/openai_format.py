@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 
 from ministudio_serve.schemas.openai import ChatCompletionRequest, CompletionRequest
 from ministudio_serve.services.generation import GenerationService, Job, Result
@@ -16,12 +16,14 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def _head(prefix: str, kind: str, model: str) -> dict[str, Any]:
+    """What every response and chunk of one answer starts with: its id, object type, creation time and model."""
+    return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model}
+
+
 def chat_response(model: str, result: Result) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
+        **_head("chatcmpl", "chat.completion", model),
         "choices": [
             {
                 "index": 0,
@@ -36,10 +38,7 @@ def chat_response(model: str, result: Result) -> dict[str, Any]:
 
 def completion_response(model: str, results: list[Result]) -> dict[str, Any]:
     return {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
+        **_head("cmpl", "text_completion", model),
         "choices": [
             {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
             for i, r in enumerate(results)
@@ -61,12 +60,7 @@ def _sse(body: dict[str, Any]) -> str:
 
 
 async def chat_stream(service: GenerationService, job: Job, include_usage: bool) -> AsyncIterator[str]:
-    base = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": job.model,
-    }
+    base = _head("chatcmpl", "chat.completion.chunk", job.model)
     yield _sse(
         {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
     )
@@ -83,12 +77,7 @@ async def chat_stream(service: GenerationService, job: Job, include_usage: bool)
 
 
 async def completion_stream(service: GenerationService, job: Job, include_usage: bool) -> AsyncIterator[str]:
-    base = {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": job.model,
-    }
+    base = _head("cmpl", "text_completion", job.model)
     completion = 0
     async for chunk in service.stream(job):
         if chunk.text or chunk.finish_reason is not None:
@@ -101,6 +90,25 @@ async def completion_stream(service: GenerationService, job: Job, include_usage:
     yield "data: [DONE]\n\n"
 
 
+class Sampling(TypedDict):
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: tuple[str, ...]
+    user: str | None
+
+
+def _sampling(body: ChatCompletionRequest | CompletionRequest) -> Sampling:
+    """The request's sampling options for `GenerationService.prepare`, OpenAI's defaults where it gives none."""
+    return {
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "seed": body.seed,
+        "stop": body.stops(),
+        "user": body.user,
+    }
+
+
 async def chat_job(service: GenerationService, body: ChatCompletionRequest, route: str, request_id: str) -> Job:
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     return await service.prepare(
@@ -109,11 +117,7 @@ async def chat_job(service: GenerationService, body: ChatCompletionRequest, rout
         route,
         request_id,
         max_tokens=body.limit(),
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        seed=body.seed,
-        stop=body.stops(),
-        user=body.user,
+        **_sampling(body),
     )
 
 
@@ -129,11 +133,7 @@ async def completion_jobs(
                 route,
                 request_id if i == 0 else f"{request_id}-{i}",
                 max_tokens=body.max_tokens or 16,  # OpenAI's default for /v1/completions
-                temperature=1.0 if body.temperature is None else body.temperature,
-                top_p=1.0 if body.top_p is None else body.top_p,
-                seed=body.seed,
-                stop=body.stops(),
-                user=body.user,
+                **_sampling(body),
             )
         )
     return jobs
