@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     inference_image_uri: str | None = None
     eks_cluster_name: str | None = None
     eks_namespace: str = "ministudio"
+    eks_rayjob_retries: int = Field(2, ge=0, le=10)  # new Ray clusters for a run whose pods were evicted or lost
     eks_service_account: str = "ministudio-workload"
     keda_prometheus_url: str = "http://prometheus-server.monitoring.svc.cluster.local:80"
     # Pod sizes fit the default GPU node types (g6/g5.xlarge: 4 vCPU, 16 GiB, one GPU) after system daemons.

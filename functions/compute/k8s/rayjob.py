@@ -125,7 +125,10 @@ def render(run_name: str, spec: TrainingSpec, settings: Settings) -> dict[str, A
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": s.eks_job_ttl_seconds,
             "activeDeadlineSeconds": s.job_max_runtime_seconds,
-            "backoffLimit": 0,  # a failed trainer wrote result.json with the reason: a blind retry repeats it
+            # A pod evicted or a node lost mid-run: KubeRay starts a new cluster and the trainer resumes from its last
+            # checkpoint as the next attempt. A trainer that failed on its own wrote result.json, and a retry of it
+            # ends at once with that reason (ministudio_train.cli.refuse_after_own_failure).
+            "backoffLimit": s.eks_rayjob_retries,
             "submissionMode": "K8sJobMode",  # the submitter pod follows the job's logs: `logs()` reads them
             "metadata": {"job_id": spec.job_id, "tenant": spec.tenant},
             "rayClusterSpec": {

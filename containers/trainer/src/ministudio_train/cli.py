@@ -125,6 +125,7 @@ def execute(
     base: dict[str, Any] = {"job_id": spec.job_id, "tenant": spec.tenant, "model": spec.model}
     try:
         out.begin_attempt()  # before anything is reported: progress and result carry the attempt's number
+        refuse_after_own_failure(out.earlier_result)
         guard_oom(run, run.prepare)
         guard_oom(run, run.train)
         adapter_uri = run.save_final()
@@ -181,6 +182,17 @@ def _report_cancelled(run: Run, out: Outputs, base: dict[str, Any], stop: StopFl
         "checkpoints": st.checkpoints,
     }
     return _finish(out, result, EXIT_OK)
+
+
+def refuse_after_own_failure(earlier: dict[str, Any]) -> None:
+    """A new attempt resumes a run that died (evicted pod, lost node, killed platform: no result.json). One whose
+    earlier attempt failed on its own (bad data, out of memory: result.json says why) would fail the same way, so it
+    ends at once with that reason: a backend's blind retry (KubeRay's backoffLimit) costs a start, not a run."""
+    if earlier.get("status") != "failed":
+        return
+    error = earlier.get("error") if isinstance(earlier.get("error"), dict) else {}
+    code, message = str(error.get("code") or "earlier_attempt_failed"), str(error.get("message") or "")
+    raise TrainError(code, f"an earlier attempt of this run failed and would again: {message}"[:1000])
 
 
 def _report_failure(

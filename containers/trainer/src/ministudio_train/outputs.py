@@ -57,6 +57,8 @@ class Outputs:
         self.uri = output if not self.remote or output.endswith("/") else output + "/"
         self.root = staging if self.remote else Path(output)
         self.root.mkdir(parents=True, exist_ok=True)
+        earlier = self.root / "result.json"  # local: read before it goes (on S3 begin_attempt reads it)
+        self.earlier_result: dict[str, Any] = _marker(earlier.read_bytes()) if earlier.is_file() else {}
         for stale in ("result.json", "metrics.jsonl"):  # a rerun into the same folder starts a fresh record
             (self.root / stale).unlink(missing_ok=True)
         self.model_dir = Path(model_dir) if model_dir else None
@@ -77,6 +79,8 @@ class Outputs:
         an earlier attempt left, so the control plane never reads it as this one's (the attempt number in result.json
         guards the same where the trainer may not delete)."""
         last = int(_marker(self._read(LATEST_ATTEMPT) or b"").get("attempt") or 0)
+        if self.remote:  # the result.json an earlier attempt ended with, if it wrote one
+            self.earlier_result = _marker(self._read("result.json") or b"") if last else {}
         if self.remote:
             bucket, key = s3uri.split(self.uri + "result.json")
             try:
