@@ -92,7 +92,7 @@ def start(store: Store, backend: TrainingBackend, settings: Settings, job: Job) 
         stop(store, backend, current)
 
 
-def mark_running(store: Store, settings: Settings, job: Job, name: str, backend: str) -> Job | None:
+def mark_running(store: Store, settings: Settings, job: Job, name: str, backend_name: str) -> Job | None:
     """`dispatching` → `running` once the run has really started (at submit, or at its first progress)."""
     started = now()
     running = store.jobs.transition(
@@ -100,7 +100,7 @@ def mark_running(store: Store, settings: Settings, job: Job, name: str, backend:
         [JobStatus.dispatching],
         JobStatus.running,
         run_name=name,
-        backend=backend,
+        backend=backend_name,
         started_at=started,
         deadline_at=started + settings.job_max_runtime_seconds,
     )
