@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -28,19 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chat_dataset import write_dataset  # bench/, beside this script
+
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-WORDS = "alpha river cloud seven green stone quick light north paper music table orange winter garden silver".split()  # noqa: SIM905
-
-
-def write_dataset(path: Path, n: int, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    with path.open("w") as handle:
-        for _ in range(n):
-            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
-            messages = [{"role": "user", "content": f"Repeat these words: {words}"},
-                        {"role": "assistant", "content": words}]  # fmt: skip
-            handle.write(json.dumps({"messages": messages}) + "\n")
-    return path
 
 
 def model_ref(random_weights: bool, workdir: Path) -> str:
@@ -98,7 +87,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp:
         work = Path(tmp)
         model = model_ref(args.random_model, work)
-        data = write_dataset(work / "train.jsonl", args.examples)
+        data = write_dataset(work / "train.jsonl", args.examples, min_words=8)
         one = train(model, data, work / "one", 1, args.gpus, args.batch_size)
         many = train(model, data, work / "many", args.workers, args.gpus, args.batch_size)
     unit = "GPU" if args.gpus else "CPU worker (1 thread)"

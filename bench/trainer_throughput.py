@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -32,25 +31,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chat_dataset import write_dataset  # bench/, beside this script
+
 GOAL = 1.2
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 BATCH, MAX_LEN, LORA_R, LORA_ALPHA, LORA_DROPOUT, LR = 4, 128, 8, 16, 0.05, 2e-4
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-WORDS = "alpha river cloud seven green stone quick light north paper music table orange winter garden silver".split()  # noqa: SIM905
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def write_dataset(path: Path, n: int, seed: int = 0) -> None:
-    rng = random.Random(seed)
-    with path.open("w") as handle:
-        for _ in range(n):
-            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 40)))
-            messages = [{"role": "user", "content": f"Repeat these words: {words}"},
-                        {"role": "assistant", "content": words}]  # fmt: skip
-            handle.write(json.dumps({"messages": messages}) + "\n")
 
 
 def model_dir(random_weights: bool, workdir: Path) -> Path:

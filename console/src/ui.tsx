@@ -77,3 +77,24 @@ export function usePoll<T>(load: () => Promise<T>, deps: unknown[], everyMs = 0,
   }, [...deps, tick]);
   return { value, error, reload: () => setTick((t) => t + 1) };
 }
+
+/** Records as a table (`columns` its headings, `row` one record's cells), or `empty` when there are none yet. */
+export function ListTable<T extends { id: string }>(props: {
+  id: string;
+  items: T[] | null | undefined;
+  columns: ComponentChildren[];
+  row: (item: T) => ComponentChildren;
+  empty: string;
+}) {
+  const { id, items, columns, row, empty } = props;
+  if (!items) return null;
+  if (!items.length) return <p class="muted">{empty}</p>;
+  return (
+    <div class="scroll">
+      <table class="list" id={id}>
+        <thead><tr>{columns.map((c) => <th scope="col">{c}</th>)}</tr></thead>
+        <tbody>{items.map((item) => <tr key={item.id}>{row(item)}</tr>)}</tbody>
+      </table>
+    </div>
+  );
+}

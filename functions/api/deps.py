@@ -14,9 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from functions.api.context import tenant_var
 from functions.compute.base import TrainingBackend
 from functions.compute.serving import ServingBackend
+from functions.core import model_kinds
 from functions.core.errors import NotFound
 from functions.core.models import Tenant
 from functions.core.settings import Settings, get_settings
+from functions.deployments.route_cache import NOT_READ, Prefetched, route_key
 from functions.store.blobs import Blobs, get_blobs
 from functions.store.cache import Cache, get_cache
 from functions.store.mongo import Store, get_store
@@ -139,5 +141,43 @@ async def caller(request: Request, credentials: Credentials) -> Caller:
     return Caller(_authenticated(request, credentials, get_store(), get_cache(), get_settings()))
 
 
+class ProxyCaller(Caller):
+    """A caller of a proxy route, with the route cache entry of the model it asked for when that was read ahead."""
+
+    def __init__(self, tenant: Tenant, model: str | None = None, route: Prefetched = NOT_READ) -> None:
+        super().__init__(tenant)
+        self._read = (model, route)
+
+    def route_entry(self, model: str) -> Prefetched:
+        """The route cache entry of `model` as read with the key, or NOT_READ (another model, or not read)."""
+        read_for, entry = self._read
+        return entry if read_for == model else NOT_READ
+
+
+async def proxy_caller(request: Request, credentials: Credentials) -> ProxyCaller:
+    """`caller` for the proxy routes: for a key seen before, one Redis round trip reads the key, its tenant, the
+    rate-limit hit and the route cache entry of the model asked for (the path's `model_name`, else the JSON body's
+    `model`, which FastAPI has parsed already and Starlette keeps)."""
+    model = await _model_asked(request)
+    also = None if model is None else (lambda code: [route_key(code, model)])
+    bearer = _token(request, credentials)
+    tenant, read = service.authenticate_limit_and_read(get_store(), get_cache(), get_settings(), bearer, also)
+    tenant_var.set(tenant.client_code)
+    return ProxyCaller(tenant, model, read[0]) if read else ProxyCaller(tenant)
+
+
+async def _model_asked(request: Request) -> str | None:
+    name = request.path_params.get("model_name")
+    if isinstance(name, str):
+        return name
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON: the route answers its 4xx
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model_kinds.canonical(model) if isinstance(model, str) else None
+
+
 ClientsDep = Annotated[Clients, Depends(clients)]
 CallerDep = Annotated[Caller, Depends(caller)]
+ProxyCallerDep = Annotated[ProxyCaller, Depends(proxy_caller)]

@@ -3,6 +3,7 @@ Mini Studio's own resources follow the same conventions (object, id, created_at 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.core.models import Dataset, Upload
 from functions.datasets.filenames import display_filename
 from functions.datasets.intake import openai_status
+from functions.store.paging import Page
 
 
 class Strict(BaseModel):
@@ -38,6 +40,11 @@ class ListPage(BaseModel, Generic[Item]):
             return cls(data=data, has_more=has_more, first_id=empty_id, last_id=empty_id)
         first, last = data[0], data[-1]
         return cls(data=data, has_more=has_more, first_id=first.id, last_id=last.id)  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_page(cls, page: Page[Any], shown: Callable[[Any], Item], *, empty_id: str | None = None) -> ListPage[Item]:
+        """A store page, each record `shown` as the API's item."""
+        return cls.of([shown(record) for record in page.data], page.has_more, empty_id=empty_id)
 
 
 # --- errors -------------------------------------------------------------------------------------------------

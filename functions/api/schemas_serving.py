@@ -195,28 +195,28 @@ class LogOut(BaseModel):
         return cls(**e.model_dump(exclude={"client_code", "seq"}))
 
 
-class SeedBaseDeploy(BaseModel):
-    """Seed 001's BaseModelDeployRequest."""
+class SeedDeploy(BaseModel):
+    """What seed 001's two deploy requests share: the tenant (checked against the caller's) and the sizing."""
 
     client_code: str = ""
-    model_id: str
     gpu_count: int = 1
     min_replicas: int = 1
     max_replicas: int = 2
     prometheus_threshold: float = 5.0
 
 
-class SeedFineTunedDeploy(BaseModel):
+class SeedBaseDeploy(SeedDeploy):
+    """Seed 001's BaseModelDeployRequest."""
+
+    model_id: str
+
+
+class SeedFineTunedDeploy(SeedDeploy):
     """Seed 001's FineTunedDeployRequest. `fine_tuned_weights_path` names the fine-tuned model: its `ft:` id, the
     job id that made it, or where its adapter is (an s3:// URI or key under the tenant's artifacts)."""
 
-    client_code: str = ""
     base_model: str
     fine_tuned_weights_path: str
-    gpu_count: int = 1
-    min_replicas: int = 1
-    max_replicas: int = 2
-    prometheus_threshold: float = 5.0
 
 
 class SeedDeployOut(BaseModel):

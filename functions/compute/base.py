@@ -42,6 +42,21 @@ class RunStatus:
     exit_code: int | None = None
     backend_id: str | None = None  # the backend's own id (Ray submission id, pid, SageMaker ARN)
 
+    @property
+    def settled(self) -> bool:
+        """Nothing left to stop: the run ended or the backend knows none."""
+        return self.state.terminal or self.state is RunState.missing
+
+
+def stop_unless_settled(status: Callable[[str], RunStatus], run_name: str, stop: Callable[[str], None]) -> RunStatus:
+    """`cancel` for a backend whose stop answers nothing: a settled run answers as it is; else `stop` it and answer
+    its status then (which also says whether it ended or vanished meanwhile)."""
+    current = status(run_name)
+    if current.settled:
+        return current
+    stop(run_name)
+    return status(run_name)
+
 
 class TrainingBackend(Protocol):
     name: str

@@ -72,7 +72,7 @@ class EksBackend(ClientHolder):
 
     def cancel(self, run_name: str) -> RunStatus:
         current = self.status(run_name)
-        if current.state.terminal or current.state is RunState.missing:
+        if current.settled:
             return current
         stamp = datetime.now(UTC).isoformat()
         patch = {"metadata": {"annotations": {ANNOTATION_CANCELLED: stamp}}, "spec": {"suspend": True}}

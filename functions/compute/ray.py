@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from functions.compute.base import RunState, RunStatus, TrainingSpec
+from functions.compute.base import RunState, RunStatus, TrainingSpec, stop_unless_settled
 from functions.core.settings import Settings, get_settings
 
 DEFAULT_COMMAND = ("ministudio-train",)
@@ -80,12 +80,11 @@ class RayBackend:
         return RunStatus(run_name, RunState.missing) if job is None else _to_status(run_name, job)
 
     def cancel(self, run_name: str) -> RunStatus:
-        current = self.status(run_name)
-        if current.state.terminal or current.state is RunState.missing:
-            return current
+        return stop_unless_settled(self.status, run_name, self._stop)
+
+    def _stop(self, run_name: str) -> None:
         # A job that ended meanwhile answers {"stopped": false}, one deleted meanwhile 404: status then says which.
         self._request("POST", f"/api/jobs/{run_name}/stop", expect=(httpx.codes.OK, httpx.codes.NOT_FOUND))
-        return self.status(run_name)
 
     def logs(self, run_name: str, tail: int = 200) -> str:
         path = f"/api/jobs/{run_name}/logs"

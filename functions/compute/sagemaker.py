@@ -19,7 +19,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from functions.compute.base import RunState, RunStatus, TrainingSpec
+from functions.compute.base import RunState, RunStatus, TrainingSpec, stop_unless_settled
 from functions.compute.sagemaker_client import (
     Clients,
     SageMakerBackendError,
@@ -97,9 +97,9 @@ class SageMakerTrainingBackend:
         return RunStatus(run_name, RunState.missing) if job is None else training_status(run_name, job)
 
     def cancel(self, run_name: str) -> RunStatus:
-        current = self.status(run_name)
-        if current.state.terminal or current.state is RunState.missing:
-            return current
+        return stop_unless_settled(self.status, run_name, self._stop)
+
+    def _stop(self, run_name: str) -> None:
         from botocore.exceptions import ClientError
 
         try:
@@ -108,7 +108,6 @@ class SageMakerTrainingBackend:
             # Ended or already stopping meanwhile ("... is not in progress"), or gone: status says which.
             if error_code(exc) != "ValidationException":
                 raise SageMakerBackendError(f"StopTrainingJob {run_name}: {error_message(exc)}") from exc
-        return self.status(run_name)
 
     def logs(self, run_name: str, tail: int = 200) -> str:
         """The last `tail` lines across the job's streams (`{job}/algo-1-...`, one per instance and restart)."""

@@ -22,7 +22,7 @@ from functions.core.models import Deployment, DeploymentStatus
 from functions.core.settings import Settings
 from functions.deployments import activity, wake
 from functions.deployments.lifecycle import refresh_quietly
-from functions.deployments.route_cache import route_key
+from functions.deployments.route_cache import NOT_READ, NotRead, Prefetched, read_route, route_key
 from functions.store.cache import Cache
 from functions.store.mongo import Store
 
@@ -57,12 +57,25 @@ class Route:
 
 
 async def resolve_async(
-    store: Store, cache: Cache, backend: ServingBackend, settings: Settings, client_code: str, model: str
+    store: Store,
+    cache: Cache,
+    backend: ServingBackend,
+    settings: Settings,
+    client_code: str,
+    model: str,
+    prefetched: Prefetched = NOT_READ,
 ) -> Route:
     """`resolve` for the proxy, which also holds a request to a deployment at zero while it wakes up
-    (functions/deployments/wake.py) and notes each request's time for the idle sweep (activity.touch)."""
+    (functions/deployments/wake.py) and notes each request's time for the idle sweep (activity.touch).
+    `prefetched`: the cache entry when the caller read it already: a hit then costs no Redis read here; a miss or a
+    tombstone takes the long way, as one read here would."""
+    read = None if isinstance(prefetched, NotRead) else read_route(cache, route_key(client_code, model), prefetched)
     try:
-        route = await _lookup(store, cache, backend, settings, client_code, model)
+        route = (
+            Route.of(read)
+            if isinstance(read, dict)
+            else await _lookup(store, cache, backend, settings, client_code, model)
+        )
     except wake.Asleep as asleep:
         await wake.hold(store, cache, backend, settings, asleep.deployment, model)
         route = await _lookup(store, cache, backend, settings, client_code, model)

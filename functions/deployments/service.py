@@ -14,7 +14,7 @@ from typing import Any
 
 from functions.compute.serving import ServingBackend, serving_name
 from functions.core import ids, model_kinds
-from functions.core.errors import Conflict, InvalidRequest, NotFound
+from functions.core.errors import Conflict, InvalidRequest
 from functions.core.models import Deployment, DeploymentStatus, Tenant
 from functions.core.settings import Settings
 from functions.deployments.idle import MAX_IDLE_SECONDS, MIN_IDLE_SECONDS
@@ -157,10 +157,7 @@ def _submit(store: Store, cache: Cache, queues: Queues, deployment: Deployment) 
 
 
 def get(store: Store, client_code: str, deployment_id: str) -> Deployment:
-    deployment = store.deployments.get(deployment_id, client_code)
-    if deployment is None:
-        raise NotFound(f"deployment {deployment_id!r} not found", param="deployment_id")
-    return deployment
+    return store.deployments.own(deployment_id, client_code, "deployment", "deployment_id")
 
 
 def list_page(store: Store, client_code: str, after: str | None, limit: int) -> Page[Deployment]:

@@ -8,7 +8,7 @@ from typing import Any
 from ministudio_common.spec import Compute
 
 from functions.core import catalogue, ids
-from functions.core.errors import InvalidRequest, NotFound
+from functions.core.errors import InvalidRequest
 from functions.core.models import Checkpoint, Dataset, DatasetStatus, Job, JobEvent, JobStatus, Tenant, now
 from functions.core.observability import log
 from functions.core.settings import Settings
@@ -208,10 +208,7 @@ def promote_waiting(store: Store, queues: Queues, dataset: Dataset) -> int:
 
 
 def get_job(store: Store, client_code: str, job_id: str) -> Job:
-    job = store.jobs.get(job_id, client_code)
-    if job is None:
-        raise NotFound(f"fine-tuning job {job_id!r} not found", param="fine_tuning_job_id")
-    return job
+    return store.jobs.own(job_id, client_code, "fine-tuning job", "fine_tuning_job_id")
 
 
 def list_jobs(store: Store, client_code: str, after: str | None, limit: int) -> Page[Job]:

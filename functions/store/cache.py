@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from functions.core.lazy import Lazy
@@ -170,13 +171,7 @@ class Cache:
     def list_push(self, key: str, value: str, ttl: int) -> None:
         """Append to a list (KEDA's Redis scaler reads its length), which expires `ttl` seconds after the last push."""
 
-        def op(r: Any) -> None:
-            pipe = r.pipeline(transaction=False)
-            pipe.rpush(key, value)
-            pipe.expire(key, ttl)
-            pipe.execute()
-
-        self._call(op)
+        self._write_then_expire(key, ttl, lambda pipe: pipe.rpush(key, value))
 
     def list_remove(self, key: str, value: str) -> None:
         self._call(lambda r: r.lrem(key, 0, value))
@@ -187,9 +182,14 @@ class Cache:
     def count(self, key: str, delta: int, ttl: int) -> None:
         """Add `delta` to a counter that expires `ttl` seconds after its last change (a lost decrement heals)."""
 
+        self._write_then_expire(key, ttl, lambda pipe: pipe.incrby(key, delta))
+
+    def _write_then_expire(self, key: str, ttl: int, write: Callable[[Any], Any]) -> None:
+        """One round trip: `write` to `key` and (re)start its `ttl`."""
+
         def op(r: Any) -> None:
             pipe = r.pipeline(transaction=False)
-            pipe.incrby(key, delta)
+            write(pipe)
             pipe.expire(key, ttl)
             pipe.execute()
 

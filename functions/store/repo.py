@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
+from functions.core.errors import NotFound
 from functions.core.models import Record, now
 from functions.store.paging import Page, after_update, page
 
@@ -34,6 +35,13 @@ class Repo(Generic[R]):
         if client_code is not None:
             query["client_code"] = client_code
         return self._parsed(self.col.find_one(query))
+
+    def own(self, record_id: str, client_code: str, what: str, param: str) -> R:
+        """The tenant's own record, or the 404 that names `what` it is and the `param` that asked for it."""
+        found = self.get(record_id, client_code)
+        if found is None:
+            raise NotFound(f"{what} {record_id!r} not found", param=param)
+        return found
 
     def find_one(self, query: dict[str, Any]) -> R | None:
         return self._parsed(self.col.find_one(query))

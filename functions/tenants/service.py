@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +182,15 @@ _SEEN_MAX = 4096
 
 
 def authenticate_and_limit(store: Store, cache: Cache, settings: Settings, bearer: str | None) -> Tenant:
-    """`authenticate` then `check_rate_limit`, in one Redis round trip for a key this process has seen before.
+    """`authenticate` then `check_rate_limit`, in one Redis round trip for a key this process has seen before."""
+    return authenticate_limit_and_read(store, cache, settings, bearer)[0]
+
+
+def authenticate_limit_and_read(
+    store: Store, cache: Cache, settings: Settings, bearer: str | None, also: Callable[[str], list[str]] | None = None
+) -> tuple[Tenant, list[str | None] | None]:
+    """`authenticate_and_limit`, reading `also(client_code)`'s keys in the same round trip: the tenant, and those
+    keys' values (a tombstone reads as None), or None where the long way ran (the caller then reads them itself).
 
     The key's cache entry and its tenant's are read again on every request (so a revoke or a config change, which
     tombstones them, takes effect at once), in the same pipeline as the rate-limit hit for the tenant this key had
@@ -194,14 +203,15 @@ def authenticate_and_limit(store: Store, cache: Cache, settings: Settings, beare
     counted: tuple[str, int, bool] | None = None
     if seen is not None:
         code, limit = seen.tenant.client_code, _limit(settings, seen.tenant)
-        read = cache.read_and_hit([api_key_key(key_hash), tenant_key(code)], code, limit, RATE_WINDOW_SECONDS)
+        keys = [api_key_key(key_hash), tenant_key(code), *(also(code) if also else ())]
+        read = cache.read_and_hit(keys, code, limit, RATE_WINDOW_SECONDS)
         if read is not None:
-            raw, allowed = read
+            raw, allowed = read[0][:2], read[1]
             if raw == seen.raw or _confirms(raw, seen.tenant):
                 seen.raw = raw
                 if not allowed:
                     raise _rate_limited(limit, cache.rate_limit_wait(code, limit, RATE_WINDOW_SECONDS))
-                return seen.tenant
+                return seen.tenant, list(read[0][2:])
             counted = (code, limit, allowed)
         _SEEN.pop(key_hash, None)
     tenant = authenticate(store, cache, settings, bearer)
@@ -213,7 +223,7 @@ def authenticate_and_limit(store: Store, cache: Cache, settings: Settings, beare
         check_rate_limit(cache, settings, tenant)
     elif not counted[2]:
         raise _rate_limited(limit, cache.rate_limit_wait(tenant.client_code, limit, RATE_WINDOW_SECONDS))
-    return tenant
+    return tenant, None
 
 
 def _confirms(raw: tuple[str | None, ...], tenant: Tenant) -> bool:

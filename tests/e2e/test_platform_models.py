@@ -5,7 +5,6 @@ tabular deployment (seed 004) with versions registered, predictions, its logs an
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from openai import OpenAI
 from functions.core.model_kinds import EMBEDDING_MODEL
 from functions.local.runtime import Platform
 from tests.e2e.test_serving import _api, _settled
+from tests.helpers.deployments import register_tabular_versions
 from tests.helpers.openai_schema import assert_openai
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -61,14 +61,7 @@ def test_embeddings_task_models_and_classical_models_through_the_control_plane(
         forged = {"X-Tenant-ID": "rival"}
         table = f"/inference/{tabular['id']}"
         versions = [v for v in train_versions() if v.model_type == "logistic_regression"]
-        for v in versions:
-            registered = api.post(
-                f"{table}/models/{v.model_type}/versions",
-                files={"file": ("model.skops", v.data, "application/octet-stream")},
-                data={"metadata": json.dumps(v.metadata), "activate": "true"},
-                headers=forged,
-            )
-            assert registered.status_code == 201, registered.text
+        register_tabular_versions(api, table, versions, forged)
         sample = {"input_data": versions[0].sample}
         predictions = [
             api.post(f"{table}/{path}", json=sample, headers=forged)

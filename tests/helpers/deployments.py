@@ -32,6 +32,19 @@ def sse(text: str) -> list[Any]:
     return [json.loads(e) for e in events[:-1]]
 
 
+def register_tabular_versions(http: Any, base: str, versions: list[Any], headers: dict[str, str]) -> None:
+    """Seed 004: upload and activate each of `versions` (ministudio_serve.tabular.demo's) on the tabular deployment
+    the proxy answers at `base` (`/inference/{deployment_id}`), through `http` (a TestClient or an httpx.Client)."""
+    for v in versions:
+        registered = http.post(
+            f"{base}/models/{v.model_type}/versions",
+            files={"file": ("model.skops", v.data, "application/octet-stream")},
+            data={"metadata": json.dumps(v.metadata), "activate": "true"},
+            headers=headers,
+        )
+        assert registered.status_code == 201, registered.text
+
+
 def register_fine_tuned(tenant: str, base: str, tag: str, files: dict[str, bytes]) -> str:
     """Put an adapter's files where a finished job of `tenant` leaves them and record its fine-tuned model of `base`
     (the store and buckets of the current settings); the model's id."""

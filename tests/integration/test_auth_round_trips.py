@@ -4,6 +4,7 @@ its tenant's cache entries are read again with the rate-limit hit in one pipelin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +72,28 @@ def test_revoke_and_config_change_take_effect_at_once_for_a_known_key(
     key_id = client.get("/v1/tenants/acme/api_keys", headers=admin).json()["data"][0]["id"]
     assert client.delete(f"/v1/tenants/acme/api_keys/{key_id}", headers=admin).status_code == 200
     assert client.get("/v1/files", headers=acme).status_code == 401
+
+
+def test_a_proxied_request_reads_its_cached_route_in_the_same_round_trip(
+    client: TestClient, make_tenant: Callable[..., Headers], round_trips: list[str]
+) -> None:
+    from functions.deployments.route_cache import route_key
+    from functions.local.procs import free_port
+    from functions.store.cache import TOMBSTONE
+
+    acme, model = make_tenant("acme"), "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert client.get("/v1/files", headers=acme).status_code == 200  # the key, seen: the next request is one trip
+    redis = cache_module.get_cache().client
+    # A cached route to a server that is not there: the proxy answers the upstream's failure
+    route = {"deployment_id": "dep-gone", "model": model, "kind": "http", "url": f"http://127.0.0.1:{free_port()}"}
+    redis.set(route_key("acme", model), json.dumps(route), ex=60)
+    round_trips.clear()
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+    answer = client.post("/v1/chat/completions", json=body, headers=acme)
+    assert answer.status_code in (502, 503, 504), answer.text
+    assert round_trips[0] == "Cache.read_and_hit.<locals>.op"
+    assert not [trip for trip in round_trips if trip.startswith("Cache.get_json")]  # no route read of its own
+    # A tombstoned entry read with the key is a miss: the records decide (no deployment of that model here)
+    redis.set(route_key("acme", model), TOMBSTONE, ex=60)
+    missing = client.post("/v1/chat/completions", json=body, headers=acme)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

@@ -11,16 +11,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from functions.core.settings import get_settings
 from functions.jobs.results import metrics_csv
+from tests.helpers.jobs import Jobs
 from tests.helpers.openai_schema import assert_openai
-from tests.integration.test_jobs_api import create, validated_file
+from tests.integration.test_jobs_api import create
 
 Headers = dict[str, str]
-
-
-def _put(s3: Any, key: str, body: bytes) -> None:
-    s3.put_object(Bucket=get_settings().artifacts_bucket, Key=key, Body=body)
 
 
 def _line(step: int, loss: float, eval_loss: float | None = None) -> dict[str, Any]:
@@ -28,25 +24,16 @@ def _line(step: int, loss: float, eval_loss: float | None = None) -> dict[str, A
 
 
 def test_succeeded_job_lists_its_step_metrics_as_a_csv_result_file(
-    client: TestClient,
-    make_tenant: Callable[..., Headers],
-    ingest: Callable[[], int],
-    s3: Any,
-    status_worker: Callable[[], int],
+    client: TestClient, make_tenant: Callable[..., Headers], jobs: Jobs
 ) -> None:
-    from functions.core.models import JobStatus
-    from functions.store.mongo import get_store
-
     acme = make_tenant("acme")
-    job = create(client, acme, training_file=validated_file(client, acme, ingest)).json()
-    get_store().jobs.transition(job["id"], ["queued"], JobStatus.running)
-    prefix = f"artifacts/acme/{job['id']}/"
+    job_id = jobs.running(acme)
+    prefix = f"artifacts/acme/{job_id}/"
     # Given a resumed run that redid step 2 (its later line wins) and a validation loss at step 4
     lines = [_line(1, 2.5), _line(2, 2.0), _line(2, 1.9), _line(3, 1.5), _line(4, 1.2, 1.4)]
-    _put(s3, prefix + "metrics.jsonl", b"".join(json.dumps(x).encode() + b"\n" for x in lines))
-    _put(s3, prefix + "result.json", json.dumps({"status": "succeeded", "trained_tokens": 99}).encode())
-    status_worker()
-    done = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=acme).json()
+    jobs.write(prefix + "metrics.jsonl", b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    jobs.report(prefix + "result.json", {"status": "succeeded", "trained_tokens": 99})
+    done = jobs.get(acme, job_id)
     assert done["status"] == "succeeded" and len(done["result_files"]) == 1
     assert_openai("FineTuningJob", done)
     file_id = done["result_files"][0]
@@ -62,8 +49,7 @@ def test_succeeded_job_lists_its_step_metrics_as_a_csv_result_file(
         ("4", "1.2", "1.4"),
     ]
     # A second result event (redelivery) keeps the same one file
-    _put(s3, prefix + "result.json", json.dumps({"status": "succeeded", "trained_tokens": 99}).encode())
-    status_worker()
+    jobs.report(prefix + "result.json", {"status": "succeeded", "trained_tokens": 99})
     listed = client.get("/v1/files?purpose=fine-tune-results", headers=acme).json()["data"]
     assert [f["id"] for f in listed] == [file_id]
     # Then it cannot train a job, and another tenant cannot read it

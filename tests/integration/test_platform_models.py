@@ -20,6 +20,7 @@ from functions.core.model_kinds import EMBEDDING_MODEL, TABULAR_MODEL
 from functions.core.models import Deployment, DeploymentStatus, FineTunedModel
 from functions.core.settings import Settings
 from functions.store.mongo import get_store
+from tests.helpers.deployments import register_tabular_versions
 from tests.helpers.monitoring import SERVER_KEY, serve, tiny_inference_app
 from tests.helpers.openai_schema import assert_openai
 
@@ -164,14 +165,7 @@ def test_tabular_deployment_registers_predicts_logs_and_deletes_per_tenant_whate
     forged = {**acme, "X-Tenant-ID": "other"}  # a caller's header changes nothing: the control plane names the tenant
     base = f"/inference/{mine.id}"
 
-    for v in versions:
-        registered = client.post(
-            f"{base}/models/{v.model_type}/versions",
-            files={"file": ("model.skops", v.data, "application/octet-stream")},
-            data={"metadata": json.dumps(v.metadata), "activate": "true"},
-            headers=forged,
-        )
-        assert registered.status_code == 201, registered.text
+    register_tabular_versions(client, base, versions, forged)
     assert (store / "tabular" / "acme").is_dir() and not (store / "tabular" / "other").exists()
     sample = {"input_data": versions[0].sample}
     active = client.post(f"{base}/predict", json=sample, headers=forged)

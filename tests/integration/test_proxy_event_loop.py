@@ -151,11 +151,11 @@ def world(redis_server: Child) -> Iterator[Callable[..., Any]]:
 
         return dependency
 
-    caller = deps.Caller(Tenant(id="acme"))  # the proxy routes take one dependency: the caller with its clients
+    caller = deps.ProxyCaller(Tenant(id="acme"))  # the proxy routes take one dependency: the caller with its clients
     clients = {"store": store, "cache": cache, "settings": settings, "serving": SlowBackend(gate)}
-    caller_type = type("TestCaller", (deps.Caller,), clients)  # class attributes shadow the properties
+    caller_type = type("TestCaller", (deps.ProxyCaller,), clients)  # class attributes shadow the properties
     caller.__class__ = caller_type
-    app.dependency_overrides[deps.caller] = given(caller)
+    app.dependency_overrides[deps.proxy_caller] = given(caller)
     seen: list[dict[str, Any]] = []
 
     def run(scenario: Callable[..., Any]) -> Any:

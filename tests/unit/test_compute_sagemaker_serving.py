@@ -32,8 +32,8 @@ from functions.compute.sagemaker_requests import (
 from functions.compute.sagemaker_serving import SageMakerServingBackend
 from functions.compute.serving import AdapterSpec, Endpoint, EndpointState, ServingSpec, serving_name
 from functions.core.settings import Settings
+from tests.helpers.sagemaker import ROLE, sagemaker_settings
 
-ROLE = "arn:aws:iam::123456789012:role/MiniStudio-dev-Compute-ExecutionRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ministudio-inference-dev:latest"
 NAME = serving_name("base", "acme", "HuggingFaceTB/SmolLM2-135M-Instruct", "dep-1")
 ARN = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{NAME}"
@@ -46,17 +46,9 @@ DNS = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "compute_backend": "sagemaker",
-        "aws_region": "us-east-1",
-        "artifacts_bucket_name": "arts",
-        "inference_image_uri": IMAGE,
-        "sagemaker_execution_role_arn": ROLE,
-        "sagemaker_inference_instance_type": "ml.g5.2xlarge",
-        "inference_api_key": "server-key-never-in-the-model",
-        **overrides,
-    }
-    return Settings(**values)
+    key = "server-key-never-in-the-model"
+    fields = dict(artifacts_bucket_name="arts", inference_image_uri=IMAGE, inference_api_key=key)
+    return sagemaker_settings(**{"sagemaker_inference_instance_type": "ml.g5.2xlarge", **fields, **overrides})
 
 
 def spec(**overrides: Any) -> ServingSpec:
@@ -221,20 +213,7 @@ def test_deploy_creates_model_config_and_endpoint(aws: Aws) -> None:
     aws.stub.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c"},
-        {
-            "EndpointConfigName": config_name(NAME, 3),
-            "ExecutionRoleArn": ROLE,  # required for an endpoint that hosts inference components
-            "ProductionVariants": [
-                {
-                    "VariantName": "AllTraffic",
-                    "InstanceType": "ml.g5.2xlarge",
-                    "InitialInstanceCount": 1,
-                    "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 3},
-                    "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
-                }
-            ],
-            "Tags": tags,
-        },
+        {**_endpoint_config(3), "Tags": tags},
     )
     aws.stub.add_response(
         "create_endpoint",
@@ -460,19 +439,7 @@ def test_scale_updates_copy_bounds_and_the_instance_ceiling(aws: Aws) -> None:
     aws.stub.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c"},
-        {
-            "EndpointConfigName": config_name(NAME, 6),
-            "ExecutionRoleArn": ROLE,
-            "ProductionVariants": [
-                {
-                    "VariantName": "AllTraffic",
-                    "InstanceType": "ml.g5.2xlarge",
-                    "InitialInstanceCount": 1,
-                    "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 6},
-                    "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
-                }
-            ],
-        },
+        _endpoint_config(6),
     )
     aws.stub.add_response(
         "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": NAME, "EndpointConfigName": config_name(NAME, 6)}
@@ -482,6 +449,24 @@ def test_scale_updates_copy_bounds_and_the_instance_ceiling(aws: Aws) -> None:
 
     aws.done()
     assert status.state is EndpointState.ready
+
+
+def _endpoint_config(max_instances: int) -> dict[str, Any]:
+    """The CreateEndpointConfig request for NAME's endpoint scaled to at most `max_instances` ml.g5.2xlarge."""
+    scaling = {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": max_instances}
+    variant = {
+        "VariantName": "AllTraffic",
+        "InstanceType": "ml.g5.2xlarge",
+        "InitialInstanceCount": 1,
+        "ManagedInstanceScaling": scaling,
+        "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
+    }
+    # The role is required for an endpoint that hosts inference components.
+    return {
+        "EndpointConfigName": config_name(NAME, max_instances),
+        "ExecutionRoleArn": ROLE,
+        "ProductionVariants": [variant],
+    }
 
 
 def _target() -> dict[str, str]:

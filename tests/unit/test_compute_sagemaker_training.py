@@ -26,8 +26,8 @@ from functions.compute.sagemaker import TRAINING_LOG_GROUP, SageMakerTrainingBac
 from functions.compute.sagemaker_client import SageMakerBackendError
 from functions.core.ids import new_id
 from functions.core.settings import Settings
+from tests.helpers.sagemaker import ROLE, sagemaker_settings
 
-ROLE = "arn:aws:iam::123456789012:role/MiniStudio-dev-Compute-ExecutionRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ministudio-trainer-dev:latest"
 JOB = "ftjob-k7q2m4xwzp3rt6yz5abc2def"
 
@@ -43,15 +43,11 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "compute_backend": "sagemaker",
-        "aws_region": "us-east-1",
         "artifacts_bucket_name": "ministudio-dev-artifacts",
         "trainer_image_uri": IMAGE,
-        "sagemaker_execution_role_arn": ROLE,
         "job_max_runtime_seconds": 7200,
-        **overrides,
     }
-    return Settings(**values)
+    return sagemaker_settings(**{**values, **overrides})
 
 
 def spec(job_id: str = JOB, tenant: str = "acme", **overrides: Any) -> TrainingSpec:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mongomock
 import pytest
 
 from functions.compute import local_serving_procs, sagemaker_requests
@@ -16,12 +15,13 @@ from functions.compute.k8s import serving as k8s_serving
 from functions.compute.serving import ServingSpec, serving_name
 from functions.core.errors import InvalidRequest, NotFound
 from functions.core.model_kinds import EMBEDDING_MODEL, TABULAR_MODEL
-from functions.core.models import FineTunedModel, Tenant
+from functions.core.models import Tenant
 from functions.core.settings import Settings
 from functions.deployments import lifecycle, proxy_seed, service
 from functions.deployments.public import own_name, shown_name
 from functions.store.cache import Cache
 from functions.store.mongo import Store
+from tests.helpers.deployment_store import fine_tuned_id, two_tenants
 from tests.unit.test_compute_eks_manifests import settings as eks_settings
 from tests.unit.test_compute_eks_manifests import validate
 
@@ -35,23 +35,18 @@ class Sent:
 
 @pytest.fixture
 def store() -> Store:
-    store = Store(mongomock.MongoClient()["t"])
-    for code in ("acme", "globex"):
-        store.tenants.create(Tenant(id=code))
-        store.models.add(
-            FineTunedModel(
-                id=f"ft:{BASE}:{code}:s:ftjob-{code}",
-                client_code=code,
-                base_model=BASE,
-                job_id=f"ftjob-{code}",
-                adapter_uri=f"s3://b/artifacts/{code}/ftjob-{code}/adapter/",
-            )
-        )
-    return store
+    return two_tenants()
 
 
 def _deploy(store: Store, tenant: str, model: str) -> Any:
     return service.deploy_base(store, Cache(None), Sent(), Settings(), Tenant(id=tenant), model, service.Sizing())  # type: ignore[arg-type]
+
+
+def _deploy_fine_tuned(store: Store, tenant: str) -> Any:
+    sizing = service.Sizing()
+    return service.deploy_fine_tuned(
+        store, Cache(None), Sent(), Settings(), Tenant(id=tenant), fine_tuned_id(tenant), sizing
+    )  # type: ignore[arg-type]
 
 
 def spec(profile: str = "llm", **fields: Any) -> ServingSpec:
@@ -112,28 +107,11 @@ def test_sagemaker_runs_a_tabular_deployment_on_a_cpu_instance_type() -> None:
 
 
 def test_a_fine_tuned_deploy_on_another_tenants_server_never_shows_that_tenants_code(store: Store) -> None:
-    cache, settings = Cache(None), Settings()
     # globex's own fine-tuned server (`vllm-ft-globex-...`), ready: acme's adapter of the same base rides on it.
-    host = service.deploy_fine_tuned(
-        store,
-        cache,
-        Sent(),
-        settings,
-        Tenant(id="globex"),
-        f"ft:{BASE}:globex:s:ftjob-globex",
-        service.Sizing(),  # type: ignore[arg-type]
-    )
+    host = _deploy_fine_tuned(store, "globex")
     store.deployments.transition(host.id, ["pending"], "ready")
     assert "globex" in host.name and host.dedicated
-    rider = service.deploy_fine_tuned(
-        store,
-        cache,
-        Sent(),
-        settings,
-        Tenant(id="acme"),
-        f"ft:{BASE}:acme:s:ftjob-acme",
-        service.Sizing(),  # type: ignore[arg-type]
-    )
+    rider = _deploy_fine_tuned(store, "acme")
     assert rider.host_id == host.id and rider.name == host.name  # the backend's name: the server it rides on
     for shown in (own_name(rider), shown_name(rider)):
         assert "globex" not in shown and shown.startswith("vllm-ft-acme-smollm2-135m-instruct-")

@@ -11,17 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import mongomock
 import pytest
 
 from functions.compute.serving import EndpointState, EndpointStatus, ScalesToZero
 from functions.core.errors import Conflict, InvalidRequest, ServiceUnavailable
-from functions.core.models import Deployment, DeploymentStatus, FineTunedModel, Tenant
+from functions.core.models import Deployment, DeploymentStatus, Tenant
 from functions.core.settings import Settings
 from functions.deployments import activity, idle, lifecycle, proxy_call, routing, service, wake
 from functions.local.procs import Child
 from functions.store.cache import Cache
 from functions.store.mongo import Store
+from tests.helpers.deployment_store import two_tenants
 from tests.unit.test_deployments_logic import BASE, Recorder, Sent
 
 D = DeploymentStatus
@@ -60,18 +60,7 @@ class Sleeper(Recorder):
 
 @pytest.fixture
 def world(redis_server: Child) -> Iterator[tuple[Store, Sleeper, Sent, Cache, Settings]]:
-    store = Store(mongomock.MongoClient()["t"])
-    for code in ("acme", "globex"):
-        store.tenants.create(Tenant(id=code))
-        store.models.add(
-            FineTunedModel(
-                id=f"ft:{BASE}:{code}:s:ftjob-{code}",
-                client_code=code,
-                base_model=BASE,
-                job_id=f"ftjob-{code}",
-                adapter_uri=f"s3://b/artifacts/{code}/ftjob-{code}/adapter/",
-            )
-        )
+    store = two_tenants()
     cache = Cache(redis_server.url)
     cache.client.flushdb()
     yield store, Sleeper(), Sent(), cache, Settings(serving_ready_timeout_seconds=60, wake_timeout_seconds=5)

@@ -2,7 +2,7 @@ import { useState } from "preact/hooks";
 import { get, listAll, post } from "../api";
 import { formatTime } from "../lib/format";
 import { href } from "../lib/route";
-import { Busy, ErrorBox, Section, Status, usePoll } from "../ui";
+import { Busy, ErrorBox, ListTable, Section, Status, usePoll } from "../ui";
 
 export interface Job {
   id: string;
@@ -115,25 +115,21 @@ export function JobsPage() {
       <Section title="Jobs">
         <ErrorBox error={jobs.error} />
         {!jobs.value && !jobs.error && <Busy label="Loading jobs…" />}
-        {jobs.value?.length === 0 && <p class="muted">No jobs yet.</p>}
-        {!!jobs.value?.length && (
-          <div class="scroll">
-            <table class="list" id="jobs">
-              <thead><tr><th scope="col">Job</th><th scope="col">Model</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Created</th></tr></thead>
-              <tbody>
-                {jobs.value.map((j) => (
-                  <tr key={j.id}>
-                    <td><a href={href("job", j.id)} class="mono">{j.id}</a>{j.suffix && <div class="muted small">{j.suffix}</div>}</td>
-                    <td class="wrap">{j.fine_tuned_model ?? j.model}</td>
-                    <td><Status value={j.status} /></td>
-                    <td>{j.progress?.step ? `${j.progress.step}/${j.progress.total_steps ?? "?"}` : "—"}</td>
-                    <td>{formatTime(j.created_at)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <ListTable
+          id="jobs"
+          items={jobs.value}
+          empty="No jobs yet."
+          columns={["Job", "Model", "Status", "Progress", "Created"]}
+          row={(j) => (
+            <>
+              <td><a href={href("job", j.id)} class="mono">{j.id}</a>{j.suffix && <div class="muted small">{j.suffix}</div>}</td>
+              <td class="wrap">{j.fine_tuned_model ?? j.model}</td>
+              <td><Status value={j.status} /></td>
+              <td>{j.progress?.step ? `${j.progress.step}/${j.progress.total_steps ?? "?"}` : "—"}</td>
+              <td>{formatTime(j.created_at)}</td>
+            </>
+          )}
+        />
       </Section>
     </>
   );

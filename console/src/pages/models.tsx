@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { del, get, listAll, post } from "../api";
 import { formatTime } from "../lib/format";
-import { Busy, ErrorBox, Section, Status, usePoll } from "../ui";
+import { Busy, ErrorBox, ListTable, Section, Status, usePoll } from "../ui";
 
 interface Deployment {
   id: string;
@@ -100,29 +100,25 @@ export function ModelsPage() {
       </Section>
       <Section title="Deployments">
         <ErrorBox error={deployments.error} />
-        {deployments.value?.length === 0 && <p class="muted">Nothing deployed.</p>}
-        {!!deployments.value?.length && (
-          <div class="scroll">
-            <table class="list" id="deployments">
-              <thead><tr><th scope="col">Model</th><th scope="col">Status</th><th scope="col">Replicas</th><th scope="col">Scale</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-              <tbody>
-                {deployments.value.map((d) => (
-                  <tr key={d.id}>
-                    <td><span class="wrap">{d.model}</span><div class="muted small mono">{d.id} · {formatTime(d.created_at)}{d.shared ? " · shared server" : ""}</div></td>
-                    <td>
-                      <Status value={d.status} />
-                      {d.status_message && <div class="muted small">{d.status_message}</div>}
-                      {d.error && <div class="error small">{d.error.code}: {d.error.message}</div>}
-                    </td>
-                    <td>{d.ready_replicas}/{d.replicas} ready</td>
-                    <td><Scale d={d} onDone={() => deployments.reload()} /></td>
-                    <td><button class="danger small" onClick={() => confirm(`Delete deployment ${d.id}?`) && act(() => del(`/v1/deployments/${d.id}`))}>Delete</button></td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <ListTable
+          id="deployments"
+          items={deployments.value}
+          empty="Nothing deployed."
+          columns={["Model", "Status", "Replicas", "Scale", <span class="sr-only">Actions</span>]}
+          row={(d) => (
+            <>
+              <td><span class="wrap">{d.model}</span><div class="muted small mono">{d.id} · {formatTime(d.created_at)}{d.shared ? " · shared server" : ""}</div></td>
+              <td>
+                <Status value={d.status} />
+                {d.status_message && <div class="muted small">{d.status_message}</div>}
+                {d.error && <div class="error small">{d.error.code}: {d.error.message}</div>}
+              </td>
+              <td>{d.ready_replicas}/{d.replicas} ready</td>
+              <td><Scale d={d} onDone={() => deployments.reload()} /></td>
+              <td><button class="danger small" onClick={() => confirm(`Delete deployment ${d.id}?`) && act(() => del(`/v1/deployments/${d.id}`))}>Delete</button></td>
+            </>
+          )}
+        />
       </Section>
     </>
   );

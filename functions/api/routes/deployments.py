@@ -39,7 +39,7 @@ def list_deployments(
     caller: CallerDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> ListPage[DeploymentOut]:
     page = service.list_page(caller.store, caller.client_code, after, limit)
-    return ListPage[DeploymentOut].of([DeploymentOut.of(d) for d in page.data], page.has_more)
+    return ListPage[DeploymentOut].from_page(page, DeploymentOut.of)
 
 
 @router.get("/{deployment_id}")

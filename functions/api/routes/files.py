@@ -45,7 +45,7 @@ def list_files(
 ) -> ListPage[FileOut]:
     page = intake.list_files(caller.store, caller.client_code, purpose, after, limit, order)
     # OpenAI's ListFilesResponse requires first_id and last_id as strings, also for an empty list.
-    return ListPage[FileOut].of([FileOut.of(d) for d in page.data], page.has_more, empty_id="")
+    return ListPage[FileOut].from_page(page, FileOut.of, empty_id="")
 
 
 @router.get("/{file_id}")

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from functions.api import errors
 from functions.api.context import request_id_var
-from functions.api.deps import Caller, CallerDep
+from functions.api.deps import ProxyCaller, ProxyCallerDep
 from functions.api.schemas import PROXY_ERRORS
 from functions.api.schemas_serving import ChatProxyRequest, CompletionProxyRequest, EmbeddingProxyRequest
 from functions.core import model_kinds
@@ -56,12 +56,13 @@ async def _forward(
     path: str,
     body: ChatProxyRequest | CompletionProxyRequest | EmbeddingProxyRequest,
     user: str | None,
-    caller: Caller,
+    caller: ProxyCaller,
     stream: bool = False,
 ) -> Response:
     store, settings = caller.store, caller.settings
     model = model_kinds.canonical(body.model)
-    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, model)
+    entry = caller.route_entry(model)  # read with the API key when it could be
+    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, model, entry)
     call = proxy.Call(
         client_code=caller.client_code,
         route=route,
@@ -77,20 +78,20 @@ async def _forward(
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    request: Request, body: ChatProxyRequest, caller: CallerDep, user: UserHeader = None
+    request: Request, body: ChatProxyRequest, caller: ProxyCallerDep, user: UserHeader = None
 ) -> Response:
     return await _forward(request, "/v1/chat/completions", body, user, caller, bool(body.stream))
 
 
 @router.post("/completions", response_model=None)
 async def completions(
-    request: Request, body: CompletionProxyRequest, caller: CallerDep, user: UserHeader = None
+    request: Request, body: CompletionProxyRequest, caller: ProxyCallerDep, user: UserHeader = None
 ) -> Response:
     return await _forward(request, "/v1/completions", body, user, caller, bool(body.stream))
 
 
 @router.post("/embeddings", response_model=None)
 async def embeddings(
-    request: Request, body: EmbeddingProxyRequest, caller: CallerDep, user: UserHeader = None
+    request: Request, body: EmbeddingProxyRequest, caller: ProxyCallerDep, user: UserHeader = None
 ) -> Response:
     return await _forward(request, "/v1/embeddings", body, user, caller)

@@ -45,8 +45,7 @@ def create_job(
 
 @router.get("")
 def list_jobs(caller: CallerDep, after: str | None = None, limit: Limit = 20) -> ListPage[JobOut]:
-    page = service.list_jobs(caller.store, caller.client_code, after, limit)
-    return ListPage[JobOut].of([JobOut.of(j) for j in page.data], page.has_more)
+    return ListPage[JobOut].from_page(service.list_jobs(caller.store, caller.client_code, after, limit), JobOut.of)
 
 
 @router.get("/{fine_tuning_job_id}")
@@ -63,13 +62,15 @@ def cancel_job(fine_tuning_job_id: str, caller: CallerDep) -> JobOut:
 def list_events(
     fine_tuning_job_id: str, caller: CallerDep, after: str | None = None, limit: Limit = 20
 ) -> ListPage[EventOut]:
-    page = service.list_events(caller.store, caller.client_code, fine_tuning_job_id, after, limit)
-    return ListPage[EventOut].of([EventOut.of(e) for e in page.data], page.has_more)
+    return ListPage[EventOut].from_page(
+        service.list_events(caller.store, caller.client_code, fine_tuning_job_id, after, limit), EventOut.of
+    )
 
 
 @router.get("/{fine_tuning_job_id}/checkpoints")
 def list_checkpoints(
     fine_tuning_job_id: str, caller: CallerDep, after: str | None = None, limit: Limit = 10
 ) -> ListPage[CheckpointOut]:
-    page = service.list_checkpoints(caller.store, caller.client_code, fine_tuning_job_id, after, limit)
-    return ListPage[CheckpointOut].of([CheckpointOut.of(c) for c in page.data], page.has_more)
+    return ListPage[CheckpointOut].from_page(
+        service.list_checkpoints(caller.store, caller.client_code, fine_tuning_job_id, after, limit), CheckpointOut.of
+    )

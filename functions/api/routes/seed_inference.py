@@ -4,17 +4,18 @@ model server's /predict; `X-User-ID` labels the end user in logs and usage)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header
 from starlette.responses import Response
 
 from functions.api.context import request_id_var
-from functions.api.deps import CallerDep
+from functions.api.deps import Caller, CallerDep, ProxyCallerDep
 from functions.api.routes import seed_models
 from functions.api.routes.inference import ProxyRoute
 from functions.api.schemas import SEED_PROXY_ERRORS
-from functions.api.schemas_serving import SeedBaseDeploy, SeedDeployOut, SeedFineTunedDeploy
+from functions.api.schemas_serving import SeedBaseDeploy, SeedDeploy, SeedDeployOut, SeedFineTunedDeploy
 from functions.core.models import Deployment
 from functions.deployments import proxy, routing, service
 from functions.deployments.public import own_name
@@ -31,37 +32,25 @@ def _out(d: Deployment) -> SeedDeployOut:
 @router.post("/deploy/base", response_model=SeedDeployOut)
 def deploy_base(body: SeedBaseDeploy, caller: CallerDep) -> SeedDeployOut:
     caller.own(body.client_code)
-    made = service.deploy_base(
-        caller.store,
-        caller.cache,
-        caller.queues,
-        caller.settings,
-        caller.tenant,
-        body.model_id,
-        _sizing(body),
-        source="seed",
-    )
-    return _out(made)
+    return _deployed(caller, service.deploy_base, body.model_id, body)
 
 
 @router.post("/deploy/fine_tuned", response_model=SeedDeployOut)
 def deploy_fine_tuned(body: SeedFineTunedDeploy, caller: CallerDep) -> SeedDeployOut:
     caller.own(body.client_code)
     model = resolve_weights(caller.store, caller.client_code, body.base_model, body.fine_tuned_weights_path)
-    made = service.deploy_fine_tuned(
-        caller.store,
-        caller.cache,
-        caller.queues,
-        caller.settings,
-        caller.tenant,
-        model.id,
-        _sizing(body),
-        source="seed",
+    return _deployed(caller, service.deploy_fine_tuned, model.id, body)
+
+
+def _deployed(caller: Caller, deploy: Callable[..., Deployment], model: str, body: SeedDeploy) -> SeedDeployOut:
+    """`deploy` (base or fine-tuned) for the caller, from a seed request."""
+    made = deploy(
+        caller.store, caller.cache, caller.queues, caller.settings, caller.tenant, model, _sizing(body), source="seed"
     )
     return _out(made)
 
 
-def _sizing(body: SeedBaseDeploy | SeedFineTunedDeploy) -> service.Sizing:
+def _sizing(body: SeedDeploy) -> service.Sizing:
     return service.Sizing(body.gpu_count, body.min_replicas, body.max_replicas, body.prometheus_threshold)
 
 
@@ -73,11 +62,13 @@ _proxy = APIRouter(route_class=ProxyRoute)
 async def infer(
     model_name: str,
     body: Annotated[dict[str, Any], Body()],
-    caller: CallerDep,
+    caller: ProxyCallerDep,
     user: Annotated[str | None, Header(alias="X-User-ID")] = None,
 ) -> Response:
-    store, settings = caller.store, caller.settings
-    route = await routing.resolve_async(store, caller.cache, caller.serving, settings, caller.client_code, model_name)
+    store, settings, entry = caller.store, caller.settings, caller.route_entry(model_name)
+    route = await routing.resolve_async(
+        store, caller.cache, caller.serving, settings, caller.client_code, model_name, entry
+    )
     call = proxy.Call(caller.client_code, route, "/predict", request_id_var.get(), user)
     return await proxy.forward(call, body, store, settings)
 

@@ -31,4 +31,4 @@ def logs(
     model: str | None = None,
 ) -> ListPage[LogOut]:
     page = service.logs(caller.store, caller.client_code, after, limit, model)
-    return ListPage[LogOut].of([LogOut.of(e) for e in page.data], page.has_more)
+    return ListPage[LogOut].from_page(page, LogOut.of)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Annotations, Duration, Fn, RemovalPolicy
+from aws_cdk import Annotations, Duration, Fn
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
@@ -18,6 +18,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from infra.cdk.config import Profile
+from infra.cdk.constructs.storage import expire_logs, private_bucket
 from infra.cdk.nag import suppress
 
 DIST = Path(__file__).resolve().parents[3] / "console" / "dist"
@@ -51,32 +52,18 @@ class ConsoleHosting(Construct):
         dist: Path = DIST,
     ) -> None:
         super().__init__(scope, construct_id)
-        destroy = profile.removal == RemovalPolicy.DESTROY
-        self.bucket = s3.Bucket(
-            self,
-            "Files",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix="console-bucket/",
-            removal_policy=profile.removal,
-            auto_delete_objects=destroy,
+        self.bucket = private_bucket(
+            self, "Files", profile, server_access_logs_bucket=access_logs, server_access_logs_prefix="console-bucket/"
         )
         # CloudFront's standard logs are delivered with ACLs: a bucket of their own that allows them.
-        self.logs = s3.Bucket(
+        self.logs = private_bucket(
             self,
             "CdnLogs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
+            profile,
             object_ownership=s3.ObjectOwnership.OBJECT_WRITER,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix="console-cdn-logs/",
-            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(profile.access_log_days))],
-            removal_policy=profile.removal,
-            auto_delete_objects=destroy,
+            lifecycle_rules=[expire_logs(profile)],
         )
         api_origin = origin_of(api_url)
         upload_origins = f"https://{datasets.bucket_domain_name} https://{datasets.bucket_regional_domain_name}"

@@ -7,6 +7,7 @@ uses to configure moto, so both declare the same prefixes → queues.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -32,33 +33,16 @@ _DATASETS, _ARTIFACTS = "datasets", "artifacts"
 class Storage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, profile: Profile) -> None:
         super().__init__(scope, construct_id)
-        destroy = profile.removal == RemovalPolicy.DESTROY
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging cannot write to SSE-KMS
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(profile.access_log_days))],
-            removal_policy=profile.removal,
-            auto_delete_objects=destroy,
-        )
-        common = {
-            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
-            "encryption": s3.BucketEncryption.S3_MANAGED,
-            "enforce_ssl": True,
-            "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            "server_access_logs_bucket": self.access_logs,
-            "removal_policy": profile.removal,
-            "auto_delete_objects": destroy,
-        }
+        # S3 server access logging cannot write to SSE-KMS: every bucket here is S3-managed (private_bucket).
+        self.access_logs = private_bucket(self, "AccessLogs", profile, lifecycle_rules=[expire_logs(profile)])
         abort_uploads = s3.LifecycleRule(
             id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)
         )
-        self.datasets = s3.Bucket(
+        self.datasets = private_bucket(
             self,
             "Datasets",
+            profile,
+            server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="datasets/",
             lifecycle_rules=[
                 abort_uploads,
@@ -74,11 +58,12 @@ class Storage(Construct):
                     ],
                 ),
             ],
-            **common,  # type: ignore[arg-type]
         )
-        self.artifacts = s3.Bucket(
+        self.artifacts = private_bucket(
             self,
             "Artifacts",
+            profile,
+            server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="artifacts/",
             versioned=True,
             lifecycle_rules=[
@@ -96,7 +81,6 @@ class Storage(Construct):
                     expired_object_delete_marker=True,
                 ),
             ],
-            **common,  # type: ignore[arg-type]
         )
 
     def notify(self, queues: Mapping[str, sqs.IQueue]) -> None:
@@ -109,6 +93,34 @@ class Storage(Construct):
                     s3n.SqsDestination(queues[queue]),
                     s3.NotificationKeyFilter(prefix=prefix),
                 )
+
+
+def private_bucket(
+    scope: Construct,
+    construct_id: str,
+    profile: Profile,
+    *,
+    object_ownership: s3.ObjectOwnership = s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+    **fields: Any,
+) -> s3.Bucket:
+    """A bucket no one reaches in public, S3-managed encryption (server access logging cannot write to SSE-KMS),
+    TLS only; emptied and removed with the stack where the profile destroys (`fields`: the rest of s3.Bucket's)."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        object_ownership=object_ownership,
+        removal_policy=profile.removal,
+        auto_delete_objects=profile.removal == RemovalPolicy.DESTROY,
+        **fields,
+    )
+
+
+def expire_logs(profile: Profile) -> s3.LifecycleRule:
+    """Logs kept for the profile's `access_log_days`."""
+    return s3.LifecycleRule(id="expire-logs", expiration=Duration.days(profile.access_log_days))
 
 
 def prefix_statements(bucket: s3.IBucket, prefixes: Iterable[str], actions: Iterable[str]) -> list[iam.PolicyStatement]:

@@ -58,27 +58,6 @@ def openai_style(path: str) -> bool:
     return path.startswith("/v1/") or path == "/v1" or path.startswith("/invocations")
 
 
-def error_body(
-    path: str,
-    status: int,
-    message: str,
-    request_id: str,
-    code: str | None = None,
-    param: str | None = None,
-    details: Any = None,
-) -> dict[str, Any]:
-    if openai_style(path):
-        kind = OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-        return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return {
-        "error": SEED_TYPES.get(status, "internal_server_error" if status >= 500 else "bad_request"),
-        "message": message,
-        "details": details if details is not None else ({"code": code} if code else {}),
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "request_id": request_id,
-    }
-
-
 def error_response(
     path: str,
     status: int,
@@ -89,7 +68,19 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = error_body(path, status, message, request_id, code, param, details)
+    """The error in the shape the path's callers read: OpenAI's under /v1 and /invocations, the seed's elsewhere."""
+    body: dict[str, Any]
+    if openai_style(path):
+        kind = OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    else:
+        body = {
+            "error": SEED_TYPES.get(status, "internal_server_error" if status >= 500 else "bad_request"),
+            "message": message,
+            "details": details if details is not None else ({"code": code} if code else {}),
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "request_id": request_id,
+        }
     return JSONResponse(body, status_code=status, headers={"X-Request-ID": request_id, **(headers or {})})
 
 

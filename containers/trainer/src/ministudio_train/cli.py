@@ -190,7 +190,8 @@ def refuse_after_own_failure(earlier: dict[str, Any]) -> None:
     ends at once with that reason: a backend's blind retry (KubeRay's backoffLimit) costs a start, not a run."""
     if earlier.get("status") != "failed":
         return
-    error = earlier.get("error") if isinstance(earlier.get("error"), dict) else {}
+    found = earlier.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
     code, message = str(error.get("code") or "earlier_attempt_failed"), str(error.get("message") or "")
     raise TrainError(code, f"an earlier attempt of this run failed and would again: {message}"[:1000])
 

@@ -49,6 +49,7 @@ class FollowerOutputs(Outputs):
         self.model_dir = self.checkpoint_dir = None
         self._s3, self._index, self.puts = None, {}, 0
         self.last_progress, self.attempt = None, None
+        self.earlier_result: dict[str, Any] = {}  # rank 0 alone judges an earlier attempt's result
 
     def begin_attempt(self) -> int:
         return 0
