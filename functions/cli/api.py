@@ -83,6 +83,14 @@ def dump(document: Any, out: TextIO) -> None:
     out.write(json.dumps(document, indent=2) + "\n")
 
 
+def say(document: Any, line: str, as_json: bool, out: TextIO) -> None:
+    """One answer: the whole document for scripts (`--json`), else one line for people."""
+    if as_json:
+        dump(document, out)
+    else:
+        out.write(line + "\n")
+
+
 def table(rows: list[list[str]], header: list[str], out: TextIO) -> None:
     """Left-aligned columns as wide as their widest cell."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

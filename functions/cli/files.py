@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import httpx
 from rich.console import Console
 
-from functions.cli.api import Api, ApiError, common_flags, dump, table
+from functions.cli.api import Api, ApiError, common_flags, dump, say, table
 
 # The console's threshold (console/src/lib/upload.ts): from 4 MiB the bytes go straight to S3 with the Upload's
 # presigned POST (a Lambda request body is capped at 6 MB, and big bodies are better not streamed through the API).
@@ -108,10 +108,7 @@ def _upload(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     file = upload(api, args.path, args.purpose, args.direct)
     if args.wait:
         return _settled(wait(api, file["id"], args.json), args, out)
-    if args.json:
-        dump(file, out)
-    else:
-        out.write(f"uploaded {args.path} as {file['id']} ({file['status']})\n")
+    say(file, f"uploaded {args.path} as {file['id']} ({file['status']})", args.json, out)
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from functions.cli.api import Api, ApiError, common_flags, dump, table
+from functions.cli.api import Api, ApiError, common_flags, dump, say, table
 from functions.cli.files import upload
 
 __all__ = ["Api", "create", "list_jobs", "register", "render", "watch"]
@@ -198,8 +198,5 @@ def _watch(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 def _cancel(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     job = api.call("POST", f"/v1/fine_tuning/jobs/{args.job_id}/cancel")
-    if args.json:
-        dump(job, out)
-    else:
-        out.write(f"{job['id']}  {job['status']}\n")
+    say(job, f"{job['id']}  {job['status']}", args.json, out)
     return 0

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from rich.console import Console
 
-from functions.cli.api import Api, ApiError, common_flags, dump, table
+from functions.cli.api import Api, ApiError, common_flags, dump, say, table
 
 SETTLED = {"ready", "failed", "deleted", "idle"}
 
@@ -56,10 +56,7 @@ def _models(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 def _delete_model(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     body = api.call("DELETE", f"/v1/models/{quote(args.model, safe='/:')}")
-    if args.json:
-        dump(body, out)
-    else:
-        out.write(f"deleted {body['id']}\n")
+    say(body, f"deleted {body['id']}", args.json, out)
     return 0
 
 
@@ -79,10 +76,7 @@ def _deploy(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     deployment = api.call("POST", "/v1/deployments", json=body)
     if args.wait:
         deployment = wait_ready(api, deployment, args.json, args.timeout)
-    if args.json:
-        dump(deployment, out)
-    else:
-        out.write(f"{deployment['id']}  {deployment['model']}  {deployment['status']}\n")
+    say(deployment, f"{deployment['id']}  {deployment['model']}  {deployment['status']}", args.json, out)
     if args.wait and deployment["status"] != "ready":
         raise ApiError(0, f"deployment {deployment['id']} is {deployment['status']}, not ready")
     return 0
@@ -103,10 +97,7 @@ def _deployments(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 def _delete_deployment(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     body = api.call("DELETE", f"/v1/deployments/{args.deployment_id}")
-    if args.json:
-        dump(body, out)
-    else:
-        out.write(f"{body['id']}  {body['status']}\n")
+    say(body, f"{body['id']}  {body['status']}", args.json, out)
     return 0
 
 
