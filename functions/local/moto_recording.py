@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlunsplit
 
+_KEPT_HEADERS = ("content-type", "content-encoding", "content-disposition", "cache-control", "x-amz-meta-")
 COMPACT_PATH = "/ministudio/compact-recording"
 COMPACT_ABOVE_BYTES = 64 * 1024 * 1024  # smaller recordings replay in a few seconds: not worth rewriting
 log = logging.getLogger(__name__)
@@ -94,15 +95,7 @@ def _install(location: Path) -> Callable[[Any], Any]:
             query = request.query_string.decode()
             if not is_object_write(request.method, request.path, query, dict(request.headers), raw[:7]):
                 return
-            append(
-                {
-                    "headers": {k: v for k, v in request.headers.items()},
-                    "method": request.method,
-                    "url": request.raw_url,
-                    "body": base64.b64encode(raw).decode("ascii"),
-                    "body_encoded": True,
-                }
-            )
+            append(_entry(request.method, request.raw_url, dict(request.headers.items()), raw))
 
     recorder = ObjectRecorder()
     recorder._location = str(location)
@@ -156,16 +149,19 @@ def _compact(location: Path, host: str) -> dict[str, int]:
             for key in list(bucket.keys.values()):
                 if getattr(key, "is_latest", True) is False or not hasattr(key, "value"):
                     continue
-                kept = ("content-type", "content-encoding", "content-disposition", "cache-control", "x-amz-meta-")
-                headers = {n: v for n, v in key.metadata.items() if n.lower().startswith(kept)}
                 url = f"http://{host}/{name}/{quote(key.name, safe='/~')}"
-                f.write(json.dumps(_entry("PUT", url, headers, key.value)) + "\n")
+                f.write(json.dumps(_entry("PUT", url, _object_headers(key), key.value)) + "\n")
                 objects += 1
         f.flush()
         os.fsync(f.fileno())
     before = location.stat().st_size if location.exists() else 0
     os.replace(tmp, location)
     return {"buckets": buckets, "objects": objects, "bytes_before": before, "bytes_after": location.stat().st_size}
+
+
+def _object_headers(obj: Any) -> dict[str, str]:
+    """The headers a PUT needs to make an object again as it is: its type, encoding and user metadata."""
+    return {n: v for n, v in obj.metadata.items() if n.lower().startswith(_KEPT_HEADERS)}
 
 
 def _entry(method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -208,18 +204,7 @@ def _record_completed(environ: dict[str, Any], append: Callable[[dict[str, Any]]
     if obj is None:
         return
     url = urlunsplit(("http", environ.get("HTTP_HOST", "127.0.0.1"), raw_path, "", ""))
-    kept = ("content-type", "content-encoding", "content-disposition", "cache-control", "x-amz-meta-")
-    headers = {name: value for name, value in obj.metadata.items() if name.lower().startswith(kept)}
-    value = obj.value
-    append(
-        {
-            "headers": headers,
-            "method": "PUT",
-            "url": url,
-            "body": base64.b64encode(value).decode(),
-            "body_encoded": True,
-        }
-    )
+    append(_entry("PUT", url, _object_headers(obj), obj.value))
 
 
 def main(argv: list[str]) -> None:
