@@ -23,11 +23,18 @@ def resolve(model: str, asked: dict[str, Any] | None) -> Compute:
     if not isinstance(asked, dict):
         raise InvalidRequest('compute must be an object such as {"workers": 2, "gpus_per_worker": 1}', "compute")
     try:
-        return Compute.model_validate({**default.model_dump(), **asked})
+        chosen = Compute.model_validate({**default.model_dump(), **asked})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(f"compute.{field}: {first['msg']}", param=f"compute.{field}") from None
+    if default.strategy == "fsdp" and (chosen.strategy != "fsdp" or not chosen.distributed):
+        raise InvalidRequest(
+            f"compute.strategy: {model} needs about {catalogue.memory_gb(model):g} GB to fine-tune, more than one "
+            'GPU holds: it trains sharded ("strategy": "fsdp") over more than one process',
+            param="compute.strategy",
+        )
+    return chosen
 
 
 def needs_check(compute: Compute) -> bool:

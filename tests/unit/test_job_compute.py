@@ -27,6 +27,19 @@ def test_defaults_come_from_the_models_catalogue_entry() -> None:
     assert compute.resolve("a/model-not-listed", None) == Compute()
 
 
+def test_a_model_no_gpu_holds_defaults_to_fsdp_on_a_node_and_refuses_whole_copies() -> None:
+    big = "meta-llama/Llama-3.1-70B-Instruct"
+    entry = catalogue.lookup(big)
+    assert entry is not None and entry.memory_gb > 141  # more than an H200's memory
+    assert compute.resolve(big, None) == Compute(workers=1, gpus_per_worker=8, cpus_per_worker=8, strategy="fsdp")
+    assert compute.resolve(big, {"workers": 2}).gpus == 16  # two nodes, still sharded
+    for asked in ({"strategy": "ddp"}, {"gpus_per_worker": 1}):  # a whole copy per GPU, or one GPU alone
+        with pytest.raises(InvalidRequest, match=r'needs about 170 GB .* \("strategy": "fsdp"\)') as caught:
+            compute.resolve(big, asked)
+        assert caught.value.param == "compute.strategy"
+    assert compute.resolve(SMOL, {"workers": 2, "strategy": "fsdp"}).strategy == "fsdp"  # any model may shard
+
+
 @pytest.mark.parametrize(
     ("asked", "param"),
     [
@@ -34,6 +47,7 @@ def test_defaults_come_from_the_models_catalogue_entry() -> None:
         ({"gpus_per_worker": "many"}, "compute.gpus_per_worker"),
         ({"nodes": 2}, "compute.nodes"),
         ({"workers": 65}, "compute.workers"),
+        ({"strategy": "zero3"}, "compute.strategy"),
     ],
 )
 def test_a_bad_field_is_a_400_naming_it(asked: dict[str, Any], param: str) -> None:

@@ -130,3 +130,50 @@ def test_rank_0_says_how_often_the_workers_were_restarted(tmp_path: Path) -> Non
     out.restarts = 2
     out.progress({"step": 3}, force=True)
     assert read_json(tmp_path / "progress.json")["worker_restarts"] == 2
+
+
+# FSDP shards the weights and reduce-scatters the gradients: the same sums in yet another order, so a looser bound.
+FSDP_LOSS_RTOL, FSDP_WEIGHT_ATOL = 1e-4, 1e-5
+
+
+def test_two_fsdp_workers_train_what_one_process_trains_and_resume(tiny_model: Path, tmp_path: Path) -> None:
+    # Given 20 examples and the same spec for one process and for two workers sharding the model (FSDP over gloo)
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
+    single = tmp_path / "single"
+    assert main(["--spec-json", json.dumps(_spec(tiny_model, train, single)), "--log-every", "1"]) == EXIT_OK
+    shared, rank1 = tmp_path / "shared", tmp_path / "rank1"
+    rank1.mkdir()
+    fsdp = {"compute": {"workers": 2, "strategy": "fsdp"}}
+    run_workers([{**_spec(tiny_model, train, shared), **fsdp}, {**_spec(tiny_model, train, rank1), **fsdp}])
+    # Then rank 1 wrote nothing; rank 0 wrote what one process writes, with the same losses and adapter
+    assert list(rank1.iterdir()) == []
+    names = sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file())
+    one, two = _steps(single), _steps(shared)
+    assert [s for s, _ in two] == [1, 2, 3, 4]
+    for (_, a), (_, b) in zip(one, two, strict=True):
+        assert b == pytest.approx(a, rel=FSDP_LOSS_RTOL)
+    eval_loss = read_json(single / "result.json")["eval_loss"]
+    assert read_json(shared / "result.json")["eval_loss"] == pytest.approx(eval_loss, rel=FSDP_LOSS_RTOL)
+    left = load_file(str(single / "adapter" / "adapter_model.safetensors"))
+    right = load_file(str(shared / "adapter" / "adapter_model.safetensors"))
+    assert sorted(right) == sorted(left)
+    for key in left:
+        torch.testing.assert_close(right[key], left[key], rtol=0, atol=FSDP_WEIGHT_ATOL)
+    # And the checkpoint holds AdamW's full state (both ranks' shards, gathered), not one shard of it
+    state = torch.load(shared / "checkpoints" / "step-2" / "trainer_state.pt", weights_only=False)
+    single_state = torch.load(single / "checkpoints" / "step-2" / "trainer_state.pt", weights_only=False)
+    assert len(state["optimizer"]["state"]) == len(single_state["optimizer"]["state"])
+    # When the run is resumed from step 2 (the later checkpoints and the adapter gone), sharded again
+    import shutil
+
+    for name in ("epoch-1", "adapter", "result.json"):
+        shutil.rmtree(shared / name, ignore_errors=True) if name != "result.json" else (shared / name).unlink()
+    shutil.rmtree(shared / "checkpoints" / "epoch-1")
+    # (both ranks read the one output, as they do on every backend: loading a checkpoint into shards is collective)
+    run_workers([{**_spec(tiny_model, train, shared), **fsdp}] * 2)
+    # Then it goes on from step 3 and ends with the uninterrupted run's adapter
+    assert [s for s, _ in _steps(shared)] == [1, 2, 3, 4]
+    resumed = load_file(str(shared / "adapter" / "adapter_model.safetensors"))
+    for key in left:
+        torch.testing.assert_close(resumed[key], left[key], rtol=0, atol=FSDP_WEIGHT_ATOL)

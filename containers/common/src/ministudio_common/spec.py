@@ -26,8 +26,10 @@ class Compute(BaseModel):
     workers: int = Field(1, ge=1, le=MAX_WORKERS)
     gpus_per_worker: int = Field(0, ge=0, le=MAX_GPUS_PER_WORKER)
     cpus_per_worker: int = Field(1, ge=1, le=256)  # per trainer process
-    # ddp: every process holds the whole model and its own share of each step's examples.
-    strategy: Literal["ddp"] = "ddp"
+    # ddp: every process holds the whole model and its own share of each step's examples. fsdp: the same, with the
+    # model's weights sharded over the processes (PyTorch FSDP2), for a model that does not fit one device; with one
+    # process there is nothing to shard, and it trains as ddp does.
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
     @property
     def gpus(self) -> int:

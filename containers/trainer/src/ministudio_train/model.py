@@ -73,7 +73,9 @@ def context_length(model_dir: Path) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def load_lora_model(model_dir: Path, ref: str, hyper: Hyper, precision: Precision) -> Any:
+def load_lora_model(model_dir: Path, ref: str, hyper: Hyper, precision: Precision, place: bool = True) -> Any:
+    """The base with LoRA adapters on its projections, on the training device (on the CPU when not `place`d: FSDP
+    then moves each worker's shard, never a whole copy, to its GPU)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -84,7 +86,8 @@ def load_lora_model(model_dir: Path, ref: str, hyper: Hyper, precision: Precisio
     except Exception as exc:
         raise TrainError("model_not_found", f"model {ref!r} could not be loaded: {exc}", "model") from None
     base.config.use_cache = False
-    base.to(precision.device)
+    if place:
+        base.to(precision.device)
     if precision.checkpointing:
         # Non-reentrant checkpointing works with frozen inputs, so no enable_input_require_grads hook is needed.
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -112,15 +115,19 @@ def load_lora_model(model_dir: Path, ref: str, hyper: Hyper, precision: Precisio
     return model
 
 
-def save_adapter(model: Any, tokenizer: Any, dest: Path, base_ref: str, extra: dict[str, Any]) -> Path:
-    """adapter_model.safetensors + adapter_config.json naming the base by its public name, + tokenizer files."""
+def save_adapter(
+    model: Any, tokenizer: Any, dest: Path, base_ref: str, extra: dict[str, Any], weights: dict[str, Any] | None = None
+) -> Path:
+    """adapter_model.safetensors + adapter_config.json naming the base by its public name, + tokenizer files.
+    `weights`: the model's full trainable state when the model itself holds shards of it (sharding.py)."""
     dest.mkdir(parents=True, exist_ok=True)
     config = model.peft_config["default"]
     local_base = config.base_model_name_or_path
     config.base_model_name_or_path = base_ref  # the cache path means nothing to the inference server
     try:
         # Embeddings are never trained; "auto" would ask the hub about the base: a stall where there is no network.
-        model.save_pretrained(str(dest), safe_serialization=True, save_embedding_layers=False)
+        given = {"state_dict": weights} if weights is not None else {}
+        model.save_pretrained(str(dest), safe_serialization=True, save_embedding_layers=False, **given)
     finally:
         config.base_model_name_or_path = local_base
     tokenizer.save_pretrained(str(dest))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -74,8 +74,25 @@ class Group:
             return
         import torch.distributed as dist
 
+        device = self._device()  # NCCL sends CUDA tensors only: a CPU one (before FSDP places it) goes via the GPU
         for param in params:
-            dist.broadcast(param.data, src=0)
+            if param.device == device:
+                dist.broadcast(param.data, src=0)
+            else:
+                moved = param.data.to(device)
+                dist.broadcast(moved, src=0)
+                param.data.copy_(moved)
+
+    def chief_says(self, value: Any) -> Any:
+        """Rank 0's `value` (any picklable object) on every worker: one decision for all, such as which checkpoint
+        to resume from (loading one into FSDP's shards is collective: every worker must load the same)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0, device=self._device())
+        return box[0]
 
     def average_grads(self, params: Sequence[torch.Tensor]) -> bool:
         """Average the gradients across workers (a missing one counts as zeros); False when no worker has any."""
@@ -98,6 +115,16 @@ class Group:
         return True
 
 
+def share_loss(model: Any, batch: batching.Batch | None, device: torch.device, sharded: Any = None) -> Any:
+    """This worker's share's loss, None when the share weighs nothing. Under FSDP (`sharded`) every worker runs
+    every forward, its all-gathers being collective: an empty share runs a filler whose loss counts zero."""
+    if sharded is not None:
+        return sharded.forward(batch, device)
+    if batch is None or not float(batch.weights.sum()):
+        return None
+    return batching.forward_loss(model, batch.to(device))
+
+
 def step(
     group: Group,
     model: Any,
@@ -107,22 +134,29 @@ def step(
     params: list[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     scaler: Any,
+    sharded: Any = None,
 ) -> tuple[float, int]:
     """Forward, backward, gradient averaging, clipping and the optimizer step; returns (the global batch's loss,
-    its real tokens). `batch` is this worker's share of the step, None when the share is empty."""
+    its real tokens). `batch` is this worker's share of the step, None when the share is empty. `sharded` (a
+    sharding.Sharded, FSDP): every worker runs a forward, and FSDP itself averages the gradients."""
     weight = float(batch.weights.sum()) if batch is not None else 0.0
     tokens = batch.real_tokens if batch is not None else 0
     total = group.sum([weight])[0] if group.world > 1 else weight
     loss_value = 0.0
-    if batch is not None and (weight > 0 or group.world == 1):
+    if sharded is not None or (batch is not None and (weight > 0 or group.world == 1)):
         with autocast():
-            loss = batching.forward_loss(model, batch.to(device))
+            loss = (
+                share_loss(model, batch, device, sharded)
+                if sharded
+                else batching.forward_loss(model, cast(batching.Batch, batch).to(device))
+            )
         if group.world > 1:
-            loss = loss * (weight * group.world / total)  # its share of Σ weight·CE / Σ weight, times the mean's N
+            # its share of Σ weight·CE / Σ weight, times the mean's N (nothing when no worker's share weighs anything)
+            loss = loss * (weight * group.world / total if total else 0.0)
         if loss.requires_grad:
             (scaler.scale(loss) if scaler else loss).backward()
         loss_value = float(loss.detach()) / group.world
-    if group.average_grads(params):
+    if sharded is not None or group.average_grads(params):
         if scaler:
             scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, 1.0)

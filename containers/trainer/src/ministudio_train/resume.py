@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ministudio_train.errors import TrainError
 from ministudio_train.outputs import COMPLETE
 
 log = logging.getLogger("ministudio_train")
@@ -80,12 +81,14 @@ def newest(markers: dict[str, dict[str, Any]], wanted: str) -> str | None:
     return max(fits)[3] if fits else None
 
 
-def load(folder: Path, model: Any, trainers: dict[str, Any]) -> dict[str, Any]:
-    """Put the checkpoint's adapter weights, optimizer, scheduler, scaler and RNG states back; return its record."""
+def load(folder: Path, model: Any, trainers: dict[str, Any], sharded: Any = None) -> dict[str, Any]:
+    """Put the checkpoint's adapter weights, optimizer, scheduler, scaler and RNG states back; return its record.
+    `sharded`: a sharding.Sharded, which loads the adapter into an FSDP model."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    adapter = load_file(str(folder / "adapter_model.safetensors"))
+    sharded.load_adapter(adapter) if sharded is not None else set_peft_model_state_dict(model, adapter)
     blob = torch.load(folder / STATE_PT, map_location="cpu", weights_only=False)  # our own file, from our output
     for name, obj in trainers.items():
         if obj is not None and blob.get(name) is not None:
@@ -108,13 +111,15 @@ def restore(run: Any) -> tuple[Position, str | None]:
     """Continue `run` (a train.Run, its optimizer built) from the newest complete checkpoint an earlier attempt
     of it left under its output: (where in the data to go on, the checkpoint's name), or a fresh start."""
     markers = run.out.complete_checkpoints()
-    name = newest(markers, run._signature())
+    name = run.group.chief_says(newest(markers, run._signature()))
+    if name is not None and name not in markers:
+        raise TrainError("internal_error", f"checkpoint {name!r} is not under this worker's output", "output")
     if name is None:
         if markers:
             log.warning("%d checkpoint(s) under the output belong to another run: starting afresh", len(markers))
         return Position(), None
     folder = run.out.fetch_checkpoint(name, markers[name])
-    record = load(folder, run.model, run.trainers)
+    record = load(folder, run.model, run.trainers, run.sharded)
     st = run.state
     st.step, st.epoch, st.loss, st.eval_loss = record["step"], record["epoch"], record["loss"], record["eval_loss"]
     st.trained_tokens, st.train_seconds = record["trained_tokens"], record["train_seconds"]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import get_scheduler
 
-from ministudio_train import batching, data, hyper, model, parallel, resume
+from ministudio_train import batching, data, hyper, model, parallel, resume, sharding
 from ministudio_train.errors import Cancelled, TrainError, is_out_of_memory, out_of_memory
 from ministudio_train.outputs import Outputs
 from ministudio_train.spec import JobSpec
@@ -49,6 +49,7 @@ class Run:
         self.state = State()
         self.position = resume.Position()
         self.trainers: dict[str, Any] = {}
+        self.sharded: sharding.Sharded | None = None  # FSDP (compute.strategy "fsdp"), see sharding.py
 
     def _check_stop(self) -> None:
         if self.stop():
@@ -83,10 +84,13 @@ class Run:
         self._check_stop()
         self.precision = model.pick_precision()
         torch.manual_seed(spec.seed)
-        self.model = model.load_lora_model(model_dir, spec.model, h, self.precision)
+        shard = sharding.wanted(spec.effective_compute.strategy, self.group)  # then FSDP places the weights
+        self.model = model.load_lora_model(model_dir, spec.model, h, self.precision, place=not shard)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
         self.row_tokens = max(h.max_seq_len, ROW_TOKENS)
+        filler = batching.collate(self.train_set[:1], self.row_tokens, self.pad_id)
+        self.sharded = sharding.setup(self.group, self.model, filler, self.precision.device) if shard else None
         self.steps_per_epoch = math.ceil(len(self.train_set) / h.batch_size)
         total = h.n_epochs * self.steps_per_epoch
         self.total_steps = min(total, h.max_steps) if h.max_steps else total
@@ -139,8 +143,8 @@ class Run:
             for batch in self._batches(self.valid_set, 0, shuffle=False):
                 self._check_stop()
                 w = float(batch.weights.sum()) if batch is not None else 0.0
-                if batch is not None and w:
-                    total += float(batching.forward_loss(self.model, batch.to(self.precision.device))) * w
+                loss = parallel.share_loss(self.model, batch, self.precision.device, self.sharded)
+                total += float(loss) * w if loss is not None else 0.0
                 weight += w
         total, weight = self.group.sum([total, weight])
         self.model.train()
@@ -155,9 +159,11 @@ class Run:
         warmup = int(h.warmup_ratio * self.total_steps)
         scheduler = get_scheduler(SCHEDULES[h.lr_scheduler], optimizer, warmup, self.total_steps)
         scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaling else None
-        self.trainers = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+        held = sharding.FullOptimizer(self.model, optimizer) if self.sharded else optimizer
+        self.trainers = {"optimizer": held, "scheduler": scheduler, "scaler": scaler}
         start = self._resume()
-        self.group.broadcast(params)  # the workers start from rank 0's weights, as DDP's wrapping makes them
+        if not self.sharded:  # the workers start from rank 0's weights, as DDP's wrapping makes them
+            self.group.broadcast(params)
         log_every = self.log_every or max(1, self.total_steps // 200)
         self.model.train()
         self._report(force=True, line=False)
@@ -170,8 +176,8 @@ class Run:
                     break
                 self._check_stop()
                 started = time.perf_counter()
-                st.loss, tokens = parallel.step(self.group, self.model, batch, self._autocast,
-                                                self.precision.device, params, optimizer, scaler)  # fmt: skip
+                st.loss, tokens = parallel.step(self.group, self.model, batch, self._autocast, self.precision.device,
+                                                params, optimizer, scaler, self.sharded)  # fmt: skip
                 scheduler.step()
                 st.step += 1
                 st.trained_tokens += tokens
@@ -240,12 +246,13 @@ class Run:
 
     def checkpoint(self, name: str) -> str:
         """Written in a temporary folder, completed with its COMPLETE marker, then renamed into place (by rank 0)."""
+        weights = self.sharded.gather(self.trainers) if self.sharded else None  # every rank takes part
         if not self.group.chief:
             return ""
         st, folder = self.state, self.out.root / "checkpoints"
         target, tmp = folder / name, folder / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_adapter(self.model, self.tokenizer, tmp, self.spec.model, self._adapter_meta())
+        model.save_adapter(self.model, self.tokenizer, tmp, self.spec.model, self._adapter_meta(), weights)
         uri = self.out.uri_of(f"checkpoints/{name}") + ("/" if self.out.remote else "")
         checkpoints = st.checkpoints if uri in st.checkpoints else [*st.checkpoints, uri]
         record = {"step": st.step, "epoch": self.position.epoch, "batch": self.position.batch,
@@ -260,10 +267,11 @@ class Run:
         return uri
 
     def save_final(self) -> str:
+        weights = self.sharded.gather(self.trainers) if self.sharded else None
         if not self.group.chief:
             return ""
         target = self.out.root / "adapter"
-        model.save_adapter(self.model, self.tokenizer, target, self.spec.model, self._adapter_meta())
+        model.save_adapter(self.model, self.tokenizer, target, self.spec.model, self._adapter_meta(), weights)
         return self.out.save_dir(target, "adapter")
 
     def _adapter_meta(self) -> dict[str, Any]:
