@@ -3,7 +3,11 @@ limit, Redis-cached routing, forward, usage log) minus the same request sent str
 
 The platform runs as `make run` runs it (moto, redis-server, uvicorn, the local serving backend); the deployment
 serves a tiny random Llama with SmolLM2's tokenizer and each request asks for one token, so generation time is
-small and the difference is the proxy's. Direct and proxied calls alternate, and the overhead is the median of each
+small and the difference is the proxy's. The server runs with one torch thread and no batching window
+(`TORCH_THREADS=1`, `BATCH_TIMEOUT_MS=0`): on a 2-core machine its default of one thread per core competes with the
+client and the control plane for both cores, and its 100 ms window for batching an idle server's first request
+adds a wait of its own; both blur the pairs with jitter that is the server's, not the proxy's (`--server-defaults`
+keeps them, to see that). Direct and proxied calls alternate, and the overhead is the median of each
 pair's difference, so drift on a shared machine hits both sides of a pair alike.
 It also prints the p50 of what the control plane says it added (`x-ministudio-overhead-duration-ms`: its own time,
 from the route's start to the answer, less the wait on the server), which the server's own jitter does not blur.
@@ -80,6 +84,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         help="PASS when the p50 overhead is at most this (default %(default)s)",
     )
     parser.add_argument("--stream", action="store_true", help="stream the answers (time to the whole stream)")
+    parser.add_argument(
+        "--server-defaults", action="store_true", help="the server's own thread count and batching window"
+    )
     return parser.parse_args(argv)
 
 
@@ -94,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     model = str(tiny_serving_model(work / "tiny"))
     os.environ["BASE_MODELS"] = json.dumps([model])
     os.environ["LOCAL_SERVING_DIR"] = str(work / "serving")
+    if not options.server_defaults:  # read by the inference server (TORCH_* passes to it; the window is let through)
+        os.environ.update(TORCH_THREADS="1", BATCH_TIMEOUT_MS="0")
+        os.environ["LOCAL_CHILD_ENV_PASSTHROUGH"] = json.dumps(["BATCH_TIMEOUT_MS"])
     get_settings.cache_clear()
     platform = Platform(free_port(), log_dir=str(work / "logs"), print_fn=lambda _: None).start()
     try:
