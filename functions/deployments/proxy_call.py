@@ -76,10 +76,19 @@ class Call:
         except RuntimeError:  # a stream finalised after its loop stopped: no request is waiting any more
             self.record(store, status_code, error)
             return
-        write = loop.run_in_executor(None, self.record, store, status_code, error)
+        # Started on the loop's next turn, not now: a stream's relay calls this as its last event goes out, and a
+        # worker thread taking the GIL at once would hold up the stream's last write to the caller.
+        done: asyncio.Future[None] = loop.create_future()  # pending from now: the app's shutdown waits for it
         pending = pending_log_writes(loop)
-        pending.add(write)
-        write.add_done_callback(pending.discard)
+        pending.add(done)
+        done.add_done_callback(pending.discard)
+        loop.call_soon(self._start_record, loop, done, store, status_code, error)
+
+    def _start_record(
+        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], store: Store, status: int, error: str | None
+    ) -> None:
+        write = loop.run_in_executor(None, self.record, store, status, error)
+        write.add_done_callback(lambda _: None if done.done() else done.set_result(None))
 
     def record(self, store: Store, status_code: int, error: str | None = None) -> None:
         activity.touch(get_cache(), self.route.deployment_id)  # its end counts too: a long answer is not idle time

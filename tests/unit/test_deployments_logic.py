@@ -251,3 +251,28 @@ def test_a_racing_attach_that_loses_does_not_fail_a_ready_adapter(world: Any) ->
     backend.reject.add(model)  # the server refuses a second load of the same adapter
     lifecycle.refresh(store, cache, backend, settings, stale)
     assert store.deployments.get(rider.id).status == "ready"
+
+
+def test_a_usage_log_write_starts_on_the_next_loop_turn_and_shutdown_waits_for_it() -> None:
+    # A stream's relay logs its call as its last event goes out: the write's worker thread must not take the GIL
+    # before the event loop has written that event, yet the app's shutdown must still wait for the write.
+    written: list[str] = []
+
+    class Logs:
+        def add(self, entry: Any) -> None:
+            written.append(entry.route)
+
+    store: Any = type("FakeStore", (), {"inference_logs": Logs()})()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        started: list[Any] = []
+        run_in_executor = loop.run_in_executor
+        loop.run_in_executor = lambda *args: started.append(args) or run_in_executor(*args)  # type: ignore[method-assign]
+        call = proxy.Call("acme", Route("dep-1", "m", "http", "http://x"), "/v1/chat/completions", "r", None, True)
+        call.record_later(store, 200)
+        assert started == [] and written == []  # nothing started in this turn of the loop
+        await proxy.drain_log_writes()  # the shutdown's wait covers a write not yet started
+        assert len(started) == 1 and written == ["/v1/chat/completions"]
+
+    asyncio.run(scenario())
