@@ -67,21 +67,26 @@ def _steps(out: Path) -> list[tuple[int, float]]:
     return [(line["step"], line["loss"]) for line in lines if line["tokens_per_second"] is not None]
 
 
-def test_two_workers_train_what_one_process_trains_and_only_rank_0_writes(tiny_model: Path, tmp_path: Path) -> None:
-    # Given 20 examples (16 to train in 4 steps of 4, 4 to validate), and the same spec for one process and two workers
+def _one_process_then_two_workers(model: Path, tmp_path: Path, compute: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """20 examples (16 to train in 4 steps of 4, 4 to validate) trained by one process, then by two gloo workers
+    started as torch's launcher starts them (a SageMaker job's path), rank 1 pointed at an output of its own that
+    must stay empty. Checks that rank 1 wrote nothing at all and rank 0 what one process writes; returns (the
+    training file, one process's output, the workers' output)."""
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
-    single = tmp_path / "single"
-    assert main(["--spec-json", json.dumps(_spec(tiny_model, train, single)), "--log-every", "1"]) == EXIT_OK
-    # When two gloo workers train it, rank 1 pointed at an output of its own that must stay empty
-    shared, rank1 = tmp_path / "shared", tmp_path / "rank1"
+    single, shared, rank1 = tmp_path / "single", tmp_path / "shared", tmp_path / "rank1"
+    assert main(["--spec-json", json.dumps(_spec(model, train, single)), "--log-every", "1"]) == EXIT_OK
     rank1.mkdir()
-    two = {"compute": {"workers": 2}}  # started as torch's launcher starts workers (a SageMaker job's path)
-    run_workers([{**_spec(tiny_model, train, shared), **two}, {**_spec(tiny_model, train, rank1), **two}])
-    # Then rank 1 wrote nothing at all, and rank 0 wrote what one process writes
+    two = {"compute": {"workers": 2, **compute}}
+    run_workers([{**_spec(model, train, shared), **two}, {**_spec(model, train, rank1), **two}])
     assert list(rank1.iterdir()) == []
     names = sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*") if p.is_file())
     assert names == sorted(p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file())
-    # And the loss curve (each step's loss over the whole global batch) and the validation loss agree
+    return train, single, shared
+
+
+def test_two_workers_train_what_one_process_trains_and_only_rank_0_writes(tiny_model: Path, tmp_path: Path) -> None:
+    _, single, shared = _one_process_then_two_workers(tiny_model, tmp_path, {})
+    # The loss curve (each step's loss over the whole global batch) and the validation loss agree
     one, two = _steps(single), _steps(shared)
     assert [s for s, _ in one] == [s for s, _ in two] == [1, 2, 3, 4]
     for (_, a), (_, b) in zip(one, two, strict=True):
@@ -137,18 +142,9 @@ FSDP_LOSS_RTOL, FSDP_WEIGHT_ATOL = 1e-4, 1e-5
 
 
 def test_two_fsdp_workers_train_what_one_process_trains_and_resume(tiny_model: Path, tmp_path: Path) -> None:
-    # Given 20 examples and the same spec for one process and for two workers sharding the model (FSDP over gloo)
-    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
-    single = tmp_path / "single"
-    assert main(["--spec-json", json.dumps(_spec(tiny_model, train, single)), "--log-every", "1"]) == EXIT_OK
-    shared, rank1 = tmp_path / "shared", tmp_path / "rank1"
-    rank1.mkdir()
+    # Two workers sharding the model (FSDP over gloo): the same losses and adapter as one process
+    train, single, shared = _one_process_then_two_workers(tiny_model, tmp_path, {"strategy": "fsdp"})
     fsdp = {"compute": {"workers": 2, "strategy": "fsdp"}}
-    run_workers([{**_spec(tiny_model, train, shared), **fsdp}, {**_spec(tiny_model, train, rank1), **fsdp}])
-    # Then rank 1 wrote nothing; rank 0 wrote what one process writes, with the same losses and adapter
-    assert list(rank1.iterdir()) == []
-    names = sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*") if p.is_file())
-    assert names == sorted(p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file())
     one, two = _steps(single), _steps(shared)
     assert [s for s, _ in two] == [1, 2, 3, 4]
     for (_, a), (_, b) in zip(one, two, strict=True):
