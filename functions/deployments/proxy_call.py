@@ -76,12 +76,15 @@ class Call:
         except RuntimeError:  # a stream finalised after its loop stopped: no request is waiting any more
             self.record(store, status_code, error)
             return
-        # Started on the loop's next turn, not now: a stream's relay calls this as its last event goes out, and a
-        # worker thread taking the GIL at once would hold up the stream's last write to the caller.
         done: asyncio.Future[None] = loop.create_future()  # pending from now: the app's shutdown waits for it
         pending = pending_log_writes(loop)
         pending.add(done)
         done.add_done_callback(pending.discard)
+        if not self.stream:
+            self._start_record(loop, done, store, status_code, error)
+            return
+        # A stream's on the loop's next turn: its relay calls this as its last event goes out, and a worker thread
+        # taking the GIL at once would hold up that last write to the caller.
         loop.call_soon(self._start_record, loop, done, store, status_code, error)
 
     def _start_record(

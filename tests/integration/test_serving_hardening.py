@@ -22,6 +22,7 @@ from functions.core.settings import get_settings
 from functions.local.procs import free_port
 from functions.store.mongo import get_store
 from tests.helpers.deployments import chat, register_fine_tuned, tiny_adapter_files, until
+from tests.helpers.waiting import wait_for
 
 Headers = dict[str, str]
 
@@ -83,7 +84,9 @@ def test_a_stream_cut_by_a_dying_server_raises_in_the_openai_sdk_with_the_reques
     assert 2 <= len(received) < 200, "the stream was cut, and the caller was told"
     assert "req-cut-1" in caught.value.message and caught.value.code == "stream_interrupted"
     assert not any(c.choices and c.choices[0].finish_reason for c in received)
-    logged = client.get("/v1/logs", headers=acme).json()["data"][0]
+    # The usage log is written after the stream's last event has gone (off the event loop): it lands a moment later
+    logs = wait_for(lambda: client.get("/v1/logs", headers=acme).json()["data"], what="the stream's usage log")
+    logged = logs[0]
     assert (logged["request_id"], logged["status_code"], logged["stream"]) == ("req-cut-1", 502, True)
     assert "127.0.0.1" not in (logged["error"] or "")
 

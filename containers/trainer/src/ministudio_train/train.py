@@ -275,15 +275,10 @@ class Run:
         return self.out.save_dir(target, "adapter")
 
     def _adapter_meta(self) -> dict[str, Any]:
-        return {
-            "base_model": self.spec.model,
-            "job_id": self.spec.job_id,
-            "tenant": self.spec.tenant,
-            "fine_tuned_model": self.spec.fine_tuned_model,
-            "step": self.state.step,
-            "epoch": self.state.epoch,
-            "hyperparameters": self.hyper.as_dict(),
-        }
+        spec, st = self.spec, self.state
+        return {"base_model": spec.model, "job_id": spec.job_id, "tenant": spec.tenant,
+                "fine_tuned_model": spec.fine_tuned_model, "step": st.step, "epoch": st.epoch,
+                "hyperparameters": self.hyper.as_dict()}  # fmt: skip
 
     def oom(self, exc: BaseException) -> TrainError:
         h = getattr(self, "hyper", None)
