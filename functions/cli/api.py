@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import httpx
@@ -89,6 +90,16 @@ def say(document: Any, line: str, as_json: bool, out: TextIO) -> None:
         dump(document, out)
     else:
         out.write(line + "\n")
+
+
+def listing(page: Any, header: list[str], row: Callable[[Any], list[str]], as_json: bool, out: TextIO) -> bool:
+    """A list answer: the whole page for scripts (`--json`), else a table of its `data`, one `row` per item; True
+    when the table was written (so that what follows it is for people too)."""
+    if as_json:
+        dump(page, out)
+        return False
+    table([row(item) for item in page["data"]], header, out)
+    return True
 
 
 def table(rows: list[list[str]], header: list[str], out: TextIO) -> None:

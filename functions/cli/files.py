@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import httpx
 from rich.console import Console
 
-from functions.cli.api import Api, ApiError, common_flags, dump, say, table
+from functions.cli.api import Api, ApiError, common_flags, dump, listing, say
 
 # The console's threshold (console/src/lib/upload.ts): from 4 MiB the bytes go straight to S3 with the Upload's
 # presigned POST (a Lambda request body is capped at 6 MB, and big bodies are better not streamed through the API).
@@ -117,21 +117,13 @@ def _list(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     if args.purpose:
         params["purpose"] = args.purpose
     page = api.call("GET", "/v1/files", params=params)
-    if args.json:
-        dump(page, out)
-        return 0
-    rows = [
-        [
-            f["id"],
-            f["status"],
-            f["purpose"],
-            str(f["bytes"]),
-            str((f.get("validation") or {}).get("examples", 0)),
-            f["filename"],
-        ]
-        for f in page["data"]
-    ]
-    table(rows, ["ID", "STATUS", "PURPOSE", "BYTES", "EXAMPLES", "FILENAME"], out)
+    columns = ["ID", "STATUS", "PURPOSE", "BYTES", "EXAMPLES", "FILENAME"]
+
+    def row(f: dict[str, Any]) -> list[str]:
+        examples = (f.get("validation") or {}).get("examples", 0)
+        return [f["id"], f["status"], f["purpose"], str(f["bytes"]), str(examples), f["filename"]]
+
+    listing(page, columns, row, args.json, out)
     return 0
 
 

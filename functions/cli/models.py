@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from rich.console import Console
 
-from functions.cli.api import Api, ApiError, common_flags, dump, say, table
+from functions.cli.api import Api, ApiError, common_flags, listing, say
 
 SETTLED = {"ready", "failed", "deleted", "idle"}
 
@@ -46,11 +46,7 @@ def register(sub: Any) -> None:
 
 
 def _models(api: Api, args: argparse.Namespace, out: TextIO) -> int:
-    page = api.call("GET", "/v1/models")
-    if args.json:
-        dump(page, out)
-    else:
-        table([[m["id"], m["owned_by"]] for m in page["data"]], ["ID", "OWNED BY"], out)
+    listing(api.call("GET", "/v1/models"), ["ID", "OWNED BY"], lambda m: [m["id"], m["owned_by"]], args.json, out)
     return 0
 
 
@@ -84,14 +80,12 @@ def _deploy(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 def _deployments(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     page = api.call("GET", "/v1/deployments")
-    if args.json:
-        dump(page, out)
-        return 0
-    rows = [
-        [d["id"], d["status"], d["model"], f"{d['min_replicas']}-{d['max_replicas']}", d.get("endpoint") or "-"]
-        for d in page["data"]
-    ]
-    table(rows, ["ID", "STATUS", "MODEL", "REPLICAS", "ENDPOINT"], out)
+    columns = ["ID", "STATUS", "MODEL", "REPLICAS", "ENDPOINT"]
+
+    def row(d: dict[str, Any]) -> list[str]:
+        return [d["id"], d["status"], d["model"], f"{d['min_replicas']}-{d['max_replicas']}", d.get("endpoint") or "-"]
+
+    listing(page, columns, row, args.json, out)
     return 0
 
 
@@ -119,20 +113,12 @@ def _usage(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     if args.end:
         params["end_time"] = unix_seconds(args.end, "--end")
     usage = api.call("GET", "/v1/usage", params=params)
-    if args.json:
-        dump(usage, out)
-        return 0
-    rows = [
-        [
-            r["model"],
-            str(r["requests"]),
-            str(r["errors"]),
-            str(r["prompt_tokens"]),
-            str(r["completion_tokens"]),
-            f"{r['average_latency_ms']:.0f}",
-        ]
-        for r in usage["data"]
-    ]
-    table(rows, ["MODEL", "REQUESTS", "ERRORS", "PROMPT TOKENS", "COMPLETION TOKENS", "AVG MS"], out)
-    out.write(f"total: {usage['requests']} requests, {usage['total_tokens']} tokens\n")
+    columns = ["MODEL", "REQUESTS", "ERRORS", "PROMPT TOKENS", "COMPLETION TOKENS", "AVG MS"]
+
+    def row(r: dict[str, Any]) -> list[str]:
+        numbers = (r["requests"], r["errors"], r["prompt_tokens"], r["completion_tokens"])
+        return [r["model"], *map(str, numbers), f"{r['average_latency_ms']:.0f}"]
+
+    if listing(usage, columns, row, args.json, out):
+        out.write(f"total: {usage['requests']} requests, {usage['total_tokens']} tokens\n")
     return 0

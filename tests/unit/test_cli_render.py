@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from functions.cli.jobs import render, watch
@@ -42,3 +43,14 @@ def test_watch_redraws_only_on_change_and_exits_by_outcome() -> None:
     ]
     assert watch(FakeApi(states), "j", 0, out) == 1  # type: ignore[arg-type]
     assert out.getvalue().splitlines() == ["j queued", "j running [" + "#" * 15 + "-" * 15 + "] 1/2", "j failed: boom"]
+
+
+def test_a_list_is_the_whole_page_for_scripts_and_a_table_of_its_data_for_people() -> None:
+    from functions.cli.api import listing
+
+    page = {"object": "list", "data": [{"id": "dep-1", "status": "ready"}, {"id": "dep-22", "status": "idle"}]}
+    scripts, people = io.StringIO(), io.StringIO()
+    assert listing(page, ["ID", "STATUS"], lambda d: [d["id"], d["status"]], True, scripts) is False
+    assert json.loads(scripts.getvalue()) == page
+    assert listing(page, ["ID", "STATUS"], lambda d: [d["id"], d["status"]], False, people) is True
+    assert people.getvalue() == "ID      STATUS\ndep-1   ready\ndep-22  idle\n"
