@@ -145,11 +145,10 @@ def step(
     loss_value = 0.0
     if sharded is not None or (batch is not None and (weight > 0 or group.world == 1)):
         with autocast():
-            loss = (
-                share_loss(model, batch, device, sharded)
-                if sharded
-                else batching.forward_loss(model, cast(batching.Batch, batch).to(device))
-            )
+            if sharded is not None:  # every worker runs a forward, its own share or the filler
+                loss = sharded.forward(batch, device)
+            else:  # a share to train on, by the condition above
+                loss = batching.forward_loss(model, cast(batching.Batch, batch).to(device))
         if group.world > 1:
             # its share of Σ weight·CE / Σ weight, times the mean's N (nothing when no worker's share weighs anything)
             loss = loss * (weight * group.world / total if total else 0.0)
